@@ -1,0 +1,5 @@
+"""minicnn: a from-scratch CNN engine (import minicnn as mc)."""
+
+from .tensor import Tensor, Parameter, tensor, no_grad, is_grad_enabled
+from .device import cuda_available
+from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader

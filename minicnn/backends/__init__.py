@@ -1,0 +1,62 @@
+"""Which code runs an op: chosen by where the arrays live and two switches.
+
+- CPU arrays run through the NumPy reference (default) or through the csrc
+  kernels compiled for the host (``MINICNN_CPU_BACKEND=kernels`` or
+  ``set_cpu_backend("kernels")``), so the real kernels can be stepped through
+  without a GPU.
+- CUDA arrays run through the csrc kernels, loaded either by CuPy's RawModule
+  (``MINICNN_CUDA_LOADER=rawkernel``, the default) or by the pybind11 extension
+  ``minicnn._cuda`` (``MINICNN_CUDA_LOADER=pybind11`` or ``set_cuda_loader``).
+
+Every backend module offers the same functions (listed in backends/reference.py).
+"""
+
+import os
+
+import numpy as np
+
+from . import reference
+
+CPU_BACKENDS = ("reference", "kernels")
+CUDA_LOADERS = ("rawkernel", "pybind11")
+
+
+def _checked(value, allowed, what):
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+    return value
+
+
+_cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND", "reference"), CPU_BACKENDS, "MINICNN_CPU_BACKEND")
+_cuda_loader = _checked(os.environ.get("MINICNN_CUDA_LOADER", "rawkernel"), CUDA_LOADERS, "MINICNN_CUDA_LOADER")
+
+
+def set_cpu_backend(name):
+    """Run CPU ops through "reference" (NumPy) or "kernels" (csrc compiled for the host)."""
+    global _cpu_backend
+    _cpu_backend = _checked(name, CPU_BACKENDS, "cpu backend")
+
+
+def get_cpu_backend():
+    return _cpu_backend
+
+
+def set_cuda_loader(name):
+    """Load CUDA kernels through "rawkernel" (CuPy NVRTC) or "pybind11" (minicnn._cuda)."""
+    global _cuda_loader
+    _cuda_loader = _checked(name, CUDA_LOADERS, "cuda loader")
+
+
+def get_cuda_loader():
+    return _cuda_loader
+
+
+def for_array(array):
+    """The backend module that runs ops on ``array``'s device."""
+    if isinstance(array, np.ndarray):
+        if _cpu_backend == "reference":
+            return reference
+        from . import host
+        return host
+    from . import cuda
+    return cuda.backend(_cuda_loader)
