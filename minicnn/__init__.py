@@ -3,3 +3,7 @@
 from .tensor import Tensor, Parameter, tensor, no_grad, is_grad_enabled
 from .device import cuda_available
 from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader
+from . import functional, nn, models
+from .random import manual_seed
+from .summary import summary
+from .gradcheck import gradcheck

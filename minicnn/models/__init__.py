@@ -1,0 +1,3 @@
+"""Networks (mc.models)."""
+
+from .alexnet import alexnet, alexnet_small
