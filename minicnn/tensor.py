@@ -58,6 +58,8 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
             data = data.data
+        if isinstance(data, np.generic):  # a NumPy scalar (e.g. from a full reduction) keeps its dtype
+            data = np.asarray(data)
         if not _device.is_array(data):
             data = np.asarray(data, dtype=dtype or np.float32)
         elif dtype is not None and data.dtype != dtype:

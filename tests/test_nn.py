@@ -1,0 +1,83 @@
+"""Module, Sequential, layers: registration, modes, state_dict round trips and their errors."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+        self.head = nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.head(F.flatten(self.features(x)))
+
+
+def test_parameters_are_registered_in_order_with_dotted_names():
+    names = [n for n, _ in Tiny().named_parameters()]
+    assert names == ["features.0.weight", "features.0.bias", "head.weight", "head.bias"]
+
+
+def test_named_sequential_and_indexing():
+    seq = nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 2, 3), relu1=nn.ReLU()))
+    assert [n for n, _ in seq.named_children()] == ["conv1", "relu1"]
+    assert isinstance(seq["conv1"], nn.Conv2d) and isinstance(seq[1], nn.ReLU) and len(seq[:1]) == 1
+    with pytest.raises(TypeError, match="must be a Module"):
+        nn.Sequential(nn.ReLU(), "relu")
+
+
+def test_train_eval_propagate_to_children():
+    model = Tiny().eval()
+    assert all(not m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_state_dict_round_trip_and_errors():
+    a, b = Tiny(), Tiny()
+    state = a.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    b.load_state_dict(state)
+    x = mc.Tensor(np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32))
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    state["head.weight"][0, 0] += 1.0
+    assert a.head.weight.data[0, 0] != state["head.weight"][0, 0]  # state_dict holds copies
+
+    missing = OrderedDict(state)
+    del missing["head.bias"]
+    with pytest.raises(KeyError, match="head.bias"):
+        b.load_state_dict(missing)
+    extra = OrderedDict(state, **{"head.scale": np.ones(3)})
+    with pytest.raises(KeyError, match="head.scale"):
+        b.load_state_dict(extra)
+    wrong = OrderedDict(state)
+    wrong["head.weight"] = np.ones((4, 32))
+    with pytest.raises(ValueError, match=r"head.weight.*\(4, 32\)"):
+        b.load_state_dict(wrong)
+
+
+def test_requires_grad_freezes_and_zero_grad_clears():
+    model = Tiny()
+    x = mc.Tensor(np.ones((1, 1, 6, 6), dtype=np.float32))
+    model.features.requires_grad_(False)
+    F.cross_entropy(model(x), np.array([1])).backward()
+    assert model.features[0].weight.grad is None and model.head.weight.grad is not None
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_layer_repr_and_argument_errors():
+    assert "kernel_size=(3, 3)" in repr(nn.Conv2d(1, 2, 3))
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(0, 3)
+    with pytest.raises(ValueError, match="p must be"):
+        nn.Dropout(1.5)

@@ -1,0 +1,105 @@
+"""The autograd: graph recording, reverse topological backward, accumulation, broadcasting, no_grad."""
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+
+
+def t(values, grad=True):
+    return mc.Tensor(np.asarray(values, dtype=np.float64), requires_grad=grad)
+
+
+def test_arithmetic_gradients_by_gradcheck():
+    rng = np.random.default_rng(0)
+    a, b = t(rng.standard_normal((3, 4))), t(rng.standard_normal((4, 2)))
+    c = t(rng.random((3, 4)) + 0.5)
+    fn = lambda a, b, c: ((a * c - a / c + 2.0 - a ** 3) @ b).exp().sum(axis=1) + (c.log() * -a).mean()
+    assert mc.gradcheck(fn, [a, b, c])
+
+
+def test_reshape_transpose_indexing_gradients():
+    x = t(np.arange(24.0).reshape(2, 3, 4) / 10)
+    assert mc.gradcheck(lambda x: x.reshape(6, 4).T[1:3] * x.transpose(2, 0, 1).reshape(4, 6)[1:3], [x])
+    idx = np.array([0, 2, 2])  # a repeated index adds up in backward
+    assert mc.gradcheck(lambda x: x[1][idx] * 3.0, [x])
+
+
+def test_a_tensor_used_twice_accumulates_both_gradients():
+    x = t([2.0, 3.0])
+    y = x * x + x           # dy/dx = 2x + 1
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [5.0, 7.0])
+
+
+def test_gradients_accumulate_across_backward_calls_until_zeroed():
+    x = t([1.0, 2.0])
+    (x * 3.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_broadcasting_is_summed_back_in_backward():
+    a, b = t(np.ones((3, 4))), t(np.ones((4,)))
+    row = t(np.ones((1, 4)))
+    (a * b + row).sum().backward()
+    assert b.grad.shape == (4,) and row.grad.shape == (1, 4)
+    np.testing.assert_allclose(b.grad, [3.0] * 4)
+    np.testing.assert_allclose(row.grad, [[3.0] * 4])
+
+
+def test_backward_runs_in_reverse_topological_order():
+    x = t([1.5])
+    a = x * 2.0
+    b = a * a          # a feeds b and c: a's gradient must be complete before it is passed on
+    c = a + b
+    c.sum().backward()  # c = 2x + 4x^2, dc/dx = 2 + 8x
+    np.testing.assert_allclose(x.grad, [2 + 8 * 1.5])
+
+
+def test_no_grad_records_nothing_and_detach_cuts_the_graph():
+    x = t([1.0, 2.0])
+    with mc.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y._parents == ()
+    z = (x * 2.0).detach() * x
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])  # the detached factor is a constant
+
+
+def test_tensors_that_need_no_gradient_record_no_graph():
+    x = mc.Tensor(np.ones(3))
+    y = x * 2.0
+    assert not y.requires_grad and y._parents == ()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+
+def test_backward_needs_a_scalar_or_a_gradient():
+    x = t([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="single-element"):
+        (x * 2.0).backward()
+    with pytest.raises(ValueError, match="shape"):
+        (x * 2.0).backward(np.ones(3))
+
+
+def test_dtypes_and_devices():
+    assert mc.Tensor([1, 2]).dtype == np.float32             # Python data becomes float32
+    assert mc.Tensor(np.zeros(2)).dtype == np.float64        # arrays keep their dtype
+    assert mc.Tensor(np.zeros(2, dtype=np.int64)).dtype == np.int64
+    with pytest.raises(TypeError, match="floating point"):
+        mc.Tensor(np.zeros(2, dtype=np.int64), requires_grad=True)
+    x = mc.Tensor(np.ones(2))
+    assert x.device == "cpu" and x.to("cpu") is x
+    with pytest.raises(ValueError, match="device must be"):
+        x.to("gpu")
+    copy = x.numpy()
+    copy[0] = 5
+    assert x.data[0] == 1  # numpy() is a copy
+
+
+def test_matmul_shape_errors():
+    with pytest.raises(ValueError, match="inner dimensions"):
+        t(np.ones((2, 3))) @ t(np.ones((2, 3)))
