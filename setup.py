@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+TRAIN_REQUIRES = ["mlxtend", "scikit-learn", "pillow", "matplotlib"]
+
 setup(
     name="minicnn",
     version="0.1.0",
@@ -9,5 +11,9 @@ setup(
     packages=find_packages(include=["minicnn", "minicnn.*"]),
     python_requires=">=3.9",
     install_requires=["numpy>=1.22"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={
+        # what the main job (python -m minicnn train / transfer) needs: real data and pictures
+        "train": TRAIN_REQUIRES,
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "scikit-image"],
+    },
 )
