@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .device import to_numpy
 from .tensor import Tensor
 
 
@@ -33,7 +34,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             continue
-        analytic = np.zeros(t.shape) if t.grad is None else np.asarray(t.numpy() * 0 + _to_np(t.grad))
+        analytic = np.zeros(t.shape) if t.grad is None else to_numpy(t.grad).astype(np.float64)
         numerical = np.zeros(t.shape)
         flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
         for j in range(flat.size):
@@ -50,7 +51,3 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
             raise AssertionError(f"gradcheck: input {i}, index {tuple(int(k) for k in worst)}: "
                                  f"analytic {analytic[worst]!r} vs numerical {numerical[worst]!r}")
     return True
-
-
-def _to_np(array):
-    return array if isinstance(array, np.ndarray) else array.get()

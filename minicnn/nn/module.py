@@ -119,8 +119,9 @@ class Module:
             if name not in state:
                 continue
             value = state[name]
-            value = value.numpy() if isinstance(value, Tensor) else np.asarray(_device.to_numpy(value)
-                                                                               if _device.is_array(value) else value)
+            if isinstance(value, Tensor):
+                value = value.data
+            value = np.asarray(_device.to_numpy(value) if _device.is_array(value) else value)
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: entry {name!r} has shape {value.shape}, "
                                  f"the model's parameter has shape {p.shape}")
