@@ -1,0 +1,137 @@
+"""VGG16 (Simonyan and Zisserman, 2015, configuration "D") in torchvision's layout.
+
+The layers are the ones torchvision builds, in the same order and with the same
+shapes, so torchvision's pretrained weights load into it (minicnn.weights maps
+their names ``features.0.weight`` ... ``classifier.6.bias`` to ours). Our
+children carry readable names, as in Caffe's VGG16 model:
+conv1_1 relu1_1 conv1_2 relu1_2 pool1 conv2_1 ... pool5, then with the top
+avgpool flatten fc6 relu6 drop6 fc7 relu7 drop7 fc8.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import nn
+from .. import random as _random
+from ..tensor import Tensor
+
+# torchvision's cfg "D": a number is a 3x3 pad-1 convolution with that many output
+# channels (followed by a ReLU), "M" a 2x2 stride-2 max pooling.
+VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _averaging_matrix(in_size, out_size):
+    """(out_size, in_size) matrix whose row i averages input bins [floor(i*in/out), ceil((i+1)*in/out)),
+    PyTorch's adaptive pooling windows (they may overlap, and repeat inputs when out_size > in_size)."""
+    m = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -((-(i + 1) * in_size) // out_size)          # ceil division
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class AdaptiveAvgPool2d(nn.Module):
+    """Average pooling to a fixed output size (oh, ow), whatever the input size, as
+    torch.nn.AdaptiveAvgPool2d: torchvision puts one before the classifier of VGG (7x7)
+    and AlexNet (6x6) so that any input size reaches the dense layers.
+
+    Adaptive average pooling is linear and separable, so it is two matrix products,
+    y = A_h x A_w^T per plane, whose gradients the autograd already knows. At the
+    standard 224x224 input the feature maps already have the output size and the
+    layer passes them through unchanged (no cost).
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        oh, ow = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else output_size
+        if min(oh, ow) < 1:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be positive, got {output_size!r}")
+        self.output_size = (int(oh), int(ow))
+
+    def forward(self, x):
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            raise ValueError(f"AdaptiveAvgPool2d: input must be a 4-D (N, C, H, W) Tensor, "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        n, c, h, w = x.shape
+        oh, ow = self.output_size
+        if (h, w) == (oh, ow):
+            return x
+        xp = x.xp
+        a_h = Tensor(xp.asarray(_averaging_matrix(h, oh).T, dtype=x.dtype))   # (h, oh)
+        a_w = Tensor(xp.asarray(_averaging_matrix(w, ow).T, dtype=x.dtype))   # (w, ow)
+        y = (x.reshape(n * c * h, w) @ a_w).reshape(n, c, h, ow)              # pool along the width
+        y = (y.transpose(0, 1, 3, 2).reshape(n * c * ow, h) @ a_h)            # then along the height
+        return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+def _torchvision_init(model):
+    """torchvision's initialisation of VGG: conv weights ~ N(0, 2 / (out_channels * kH * kW))
+    (Kaiming, fan-out, so ReLU activations keep their scale through 13 layers),
+    dense weights ~ N(0, 0.01), biases 0."""
+    rng = _random.generator()      # float32 draws: VGG16 has 138M weights
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            kh, kw = layer.kernel_size
+            std = np.float32(np.sqrt(2.0 / (layer.out_channels * kh * kw)))
+            layer.weight.data = std * rng.standard_normal(layer.weight.shape, dtype=np.float32)
+        elif isinstance(layer, nn.Linear):
+            layer.weight.data = np.float32(0.01) * rng.standard_normal(layer.weight.shape, dtype=np.float32)
+        if isinstance(layer, (nn.Conv2d, nn.Linear)) and layer.bias is not None:
+            layer.bias.data = np.zeros(layer.bias.shape, dtype=np.float32)
+
+
+def _vgg16_layers():
+    """Our (name, layer) pairs of the feature extractor and, in step, torchvision's index of each
+    in ``features``: [(torchvision_index, our_name, layer), ...]."""
+    layers, index, in_channels = [], 0, 3
+    block, conv_in_block = 1, 0
+    for item in VGG16_CONFIG:
+        if item == "M":
+            layers.append((index, f"pool{block}", nn.MaxPool2d(2, 2)))
+            index += 1
+            block, conv_in_block = block + 1, 0
+        else:
+            conv_in_block += 1
+            suffix = f"{block}_{conv_in_block}"
+            layers.append((index, f"conv{suffix}", nn.Conv2d(in_channels, item, 3, padding=1)))
+            layers.append((index + 1, f"relu{suffix}", nn.ReLU()))
+            index += 2
+            in_channels = item
+    return layers
+
+
+def vgg16(num_classes=1000, include_top=True):
+    """VGG16 on 3x224x224 inputs (138,357,544 parameters for 1000 classes).
+
+    include_top=False gives the convolutional feature extractor alone (conv1_1 ... pool5,
+    512x7x7 per 224x224 image; any input of at least 32x32 works). With the top, an
+    adaptive average pooling to 7x7 (identity at 224x224) feeds fc6 4096, fc7 4096 and
+    fc8 num_classes, with dropout 0.5 after fc6 and fc7, as torchvision.
+    """
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"vgg16: num_classes must be a positive int, got {num_classes!r}")
+    layers = [(name, layer) for _, name, layer in _vgg16_layers()]
+    if include_top:
+        layers += [
+            ("avgpool", AdaptiveAvgPool2d(7)), ("flatten", nn.Flatten()),
+            ("fc6", nn.Linear(512 * 7 * 7, 4096)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
+            ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
+            ("fc8", nn.Linear(4096, num_classes)),
+        ]
+    model = nn.Sequential(OrderedDict(layers))
+    _torchvision_init(model)
+    return model
+
+
+def vgg16_torchvision_names():
+    """torchvision's layer names -> ours: {"features.0": "conv1_1", ..., "classifier.6": "fc8"}
+    (only the layers that hold parameters)."""
+    names = OrderedDict((f"features.{i}", name) for i, name, layer in _vgg16_layers()
+                        if isinstance(layer, nn.Conv2d))
+    names.update([("classifier.0", "fc6"), ("classifier.3", "fc7"), ("classifier.6", "fc8")])
+    return names
