@@ -1,8 +1,172 @@
-"""minicnn's build. (Extensions are added by the kernel work: see csrc/ and src/.)"""
+"""minicnn's build: two C++ extensions from the one kernel source in csrc/.
 
-from setuptools import find_packages, setup
+- minicnn._host  always: csrc/ compiled by the host C++ compiler (the grid-stride
+  loops walked by one thread), bound with pybind11. It needs no CUDA at all.
+- minicnn._cuda  csrc/ compiled by nvcc plus cuBLAS GEMMs, bound with pybind11.
+  Built when MINICNN_BUILD_CUDA=1, or (MINICNN_BUILD_CUDA unset) when nvcc,
+  cuBLAS and a GPU are all found; MINICNN_BUILD_CUDA=0 skips it. Without a GPU
+  it is skipped by default because nvcc takes a minute or more per architecture
+  and CI machines (2 cores, no GPU) could not run it anyway. The RawKernel loader
+  needs no build at all: CuPy compiles csrc/ at first use.
 
-TRAIN_REQUIRES = ["mlxtend", "scikit-learn", "pillow", "matplotlib"]
+Environment variables:
+  MINICNN_BUILD_CUDA=1|0    force or skip minicnn._cuda (default: auto, see above)
+  MINICNN_CUDA_ARCH="80;90" compute capabilities to compile for (default: the
+                            visible GPUs' ones, else 80 and 90)
+  CUDA_HOME                 the CUDA toolkit (default: where nvcc is, /usr/local/cuda)
+  MINICNN_CUBLAS_DIR        a directory with include/cublas_v2.h and lib/libcublas.so*
+                            (default: the toolkit, then the nvidia-cublas wheel)
+
+The csrc/ headers are also copied into the package (minicnn/csrc) so that a
+regular, non-editable install still has the sources the RawKernel loader compiles.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pybind11
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent.resolve()
+
+
+def say(message):
+    print(f"minicnn setup: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- finding CUDA
+def find_nvcc():
+    candidates = []
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc"))
+    candidates += [shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    for nvcc in candidates:
+        if nvcc and os.path.isfile(nvcc) and os.access(nvcc, os.X_OK):
+            return nvcc
+    return None
+
+
+def find_cublas():
+    """(include dir, lib dir, library file name) of cuBLAS, or None."""
+    roots = []
+    if os.environ.get("MINICNN_CUBLAS_DIR"):
+        roots.append(os.environ["MINICNN_CUBLAS_DIR"])
+    if os.environ.get("CUDA_HOME"):
+        roots.append(os.environ["CUDA_HOME"])
+    roots += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    # the nvidia-cublas wheels: nvidia/cu13 (CUDA 13) or nvidia/cublas (CUDA 12)
+    for path in sys.path:
+        roots += [os.path.join(path, "nvidia", "cu13"), os.path.join(path, "nvidia", "cublas")]
+    for root in roots:
+        include = os.path.join(root, "include")
+        if not os.path.isfile(os.path.join(include, "cublas_v2.h")):
+            continue
+        for lib_dir in ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"):
+            libs = sorted(glob.glob(os.path.join(root, lib_dir, "libcublas.so*")), key=len)
+            if libs:
+                return include, os.path.join(root, lib_dir), os.path.basename(libs[0])
+    return None
+
+
+def visible_compute_capabilities():
+    """The GPUs' compute capabilities as ["90", ...], or [] when no GPU (or no driver) is visible."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return sorted({line.strip().replace(".", "") for line in out.stdout.splitlines() if line.strip()})
+
+
+def cuda_plan():
+    """What to do about minicnn._cuda: a dict of build settings, or a string saying why not."""
+    wanted = os.environ.get("MINICNN_BUILD_CUDA", "auto").strip().lower()
+    if wanted in ("0", "no", "false", "off"):
+        return "MINICNN_BUILD_CUDA=0"
+    forced = wanted in ("1", "yes", "true", "on")
+    nvcc = find_nvcc()
+    cublas = find_cublas()
+    capabilities = visible_compute_capabilities()
+    reason = None
+    if nvcc is None:
+        reason = "nvcc not found (set CUDA_HOME or put nvcc on PATH)"
+    elif cublas is None:
+        reason = "cuBLAS headers/libraries not found (install a CUDA toolkit or the nvidia-cublas wheel, or set MINICNN_CUBLAS_DIR)"
+    elif not forced and not capabilities:
+        reason = "no GPU visible (set MINICNN_BUILD_CUDA=1 to build it anyway)"
+    if reason:
+        if forced:
+            raise RuntimeError(f"MINICNN_BUILD_CUDA=1 but minicnn._cuda cannot be built: {reason}")
+        return reason
+    arch = os.environ.get("MINICNN_CUDA_ARCH")
+    archs = arch.replace(",", ";").split(";") if arch else (capabilities or ["80", "90"])
+    return {"nvcc": nvcc, "cublas": cublas, "archs": [a.strip() for a in archs if a.strip()]}
+
+
+# --------------------------------------------------------------------------- build commands
+class BuildPy(build_py):
+    """Also ship csrc/*.cuh as minicnn/csrc, for the RawKernel loader of a regular install."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "minicnn" / "csrc"
+        target.mkdir(parents=True, exist_ok=True)
+        for header in sorted((ROOT / "csrc").glob("*.cuh")):
+            shutil.copy2(header, target / header.name)
+
+
+class BuildExt(build_ext):
+    """g++ builds _host as usual; _cuda is compiled and linked by nvcc in one command."""
+
+    def build_extension(self, ext):
+        if ext.name != "minicnn._cuda":
+            return super().build_extension(ext)
+        plan = ext.cuda_plan
+        include, lib_dir, lib_name = plan["cublas"]
+        output = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        gencode = []
+        for a in plan["archs"]:
+            gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+        last = plan["archs"][-1]
+        gencode += ["-gencode", f"arch=compute_{last},code=compute_{last}"]   # PTX: newer GPUs JIT it
+        command = [
+            plan["nvcc"], "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", *gencode,
+            "-I" + str(ROOT / "csrc"), "-I" + pybind11.get_include(), "-I" + sysconfig.get_paths()["include"],
+            "-I" + include, str(ROOT / "src" / "cuda_module.cu"),
+            "-L" + lib_dir, "-l:" + lib_name, "-Xlinker", "-rpath=" + lib_dir, "-o", output,
+        ]
+        say("building minicnn._cuda for sm_" + ", sm_".join(plan["archs"]) + " (this takes a minute or two)")
+        say(" ".join(command))
+        subprocess.run(command, check=True)
+
+
+host_extension = Extension(
+    "minicnn._host",
+    sources=["src/host_module.cpp"],
+    include_dirs=["csrc", pybind11.get_include()],
+    language="c++",
+    extra_compile_args=["-O2", "-std=c++17"],
+    depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))],
+)
+extensions = [host_extension]
+
+plan = cuda_plan()
+if isinstance(plan, dict):
+    cuda_extension = Extension("minicnn._cuda", sources=[])   # sources are compiled by BuildExt with nvcc
+    cuda_extension.cuda_plan = plan
+    extensions.append(cuda_extension)
+else:
+    say(f"skipping minicnn._cuda: {plan}. The CUDA RawKernel loader still works where CuPy is installed.")
 
 setup(
     name="minicnn",
@@ -11,9 +175,8 @@ setup(
     packages=find_packages(include=["minicnn", "minicnn.*"]),
     python_requires=">=3.9",
     install_requires=["numpy>=1.22"],
-    extras_require={
-        # what the main job (python -m minicnn train / transfer) needs: real data and pictures
-        "train": TRAIN_REQUIRES,
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "scikit-image"],
-    },
+    extras_require={"test": ["pytest", "hypothesis"], "cuda": ["cupy-cuda13x"]},
+    ext_modules=extensions,
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
+    zip_safe=False,
 )

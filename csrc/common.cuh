@@ -1,0 +1,92 @@
+// common.cuh: what every kernel in csrc/ shares.
+//
+// The same kernel source is compiled three ways:
+//   nvcc    (minicnn._cuda, ahead of time)           __CUDACC__ is defined
+//   NVRTC   (CuPy RawModule, at first use)           __CUDACC_RTC__ is defined
+//   g++     (minicnn._host, the host emulation)      neither is defined
+// For the host build, the small shim below makes the CUDA keywords vanish and
+// describes a grid of ONE block of ONE thread. A grid-stride loop run by that
+// single thread visits every index 0, 1, ..., count-1 in order, so the host
+// build executes exactly the code the GPU runs, one "thread" after another.
+// That is why the kernels use no shared memory, no warp intrinsics and no
+// __syncthreads: those would need real concurrent threads.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define MC_DEVICE_BUILD 1
+#else
+// ----- host-emulation shim (g++) -----
+#include <cmath>
+#include <limits>
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+struct mc_dim3 { unsigned int x, y, z; };
+static const mc_dim3 threadIdx = {0, 0, 0};   // the only thread ...
+static const mc_dim3 blockIdx = {0, 0, 0};    // ... of the only block
+static const mc_dim3 blockDim = {1, 1, 1};
+static const mc_dim3 gridDim = {1, 1, 1};
+#endif
+
+// 64-bit indices everywhere: AlexNet's im2col buffer at batch 128 has more than
+// 2^31 entries, and an int index would silently wrap.
+typedef long long mc_index;
+
+// A kernel is a template on the element type T (float or double).
+#define MC_KERNEL __global__ void
+#define MC_HD __host__ __device__ __forceinline__
+
+// Caffe's CUDA_KERNEL_LOOP: thread t handles indices t, t + S, t + 2S, ... where
+// S is the number of threads in the grid. Any grid size covers any count.
+#define MC_GRID_LOOP(i, count)                                                        \
+    for (mc_index i = (mc_index)blockIdx.x * blockDim.x + threadIdx.x; i < (count); \
+         i += (mc_index)blockDim.x * gridDim.x)
+
+// ----- math helpers: one name for float and double on every compiler -----
+#ifdef MC_DEVICE_BUILD
+// kernels call these, so on the GPU they need only be __device__
+#define MC_DEV __device__ __forceinline__
+MC_DEV float mc_exp(float x) { return expf(x); }
+MC_DEV double mc_exp(double x) { return exp(x); }
+MC_DEV float mc_log(float x) { return logf(x); }
+MC_DEV double mc_log(double x) { return log(x); }
+MC_DEV float mc_pow(float x, float y) { return powf(x, y); }
+MC_DEV double mc_pow(double x, double y) { return pow(x, y); }
+MC_DEV float mc_sqrt(float x) { return sqrtf(x); }
+MC_DEV double mc_sqrt(double x) { return sqrt(x); }
+template <typename T> MC_DEV T mc_neg_inf();
+template <> MC_DEV float mc_neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> MC_DEV double mc_neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
+template <typename T> MC_DEV T mc_nan();
+template <> MC_DEV float mc_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> MC_DEV double mc_nan<double>() { return __longlong_as_double(0x7ff8000000000000ULL); }
+#else
+template <typename T> inline T mc_exp(T x) { return std::exp(x); }
+template <typename T> inline T mc_log(T x) { return std::log(x); }
+template <typename T> inline T mc_pow(T x, T y) { return std::pow(x, y); }
+template <typename T> inline T mc_sqrt(T x) { return std::sqrt(x); }
+template <typename T> inline T mc_neg_inf() { return -std::numeric_limits<T>::infinity(); }
+template <typename T> inline T mc_nan() { return std::numeric_limits<T>::quiet_NaN(); }
+#endif
+
+// ----- the dropout hash: ONE definition for the GPU, the host build and (in
+// NumPy) backends/reference.py:dropout_hash, so every device draws the same mask.
+// MurmurHash3's 32-bit finalizer: every input bit flips about half the output bits.
+MC_HD unsigned int mc_fmix32(unsigned int h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+// hash(i) = fmix32(seed ^ fmix32(lo(i) + 0x9E3779B9 * (hi(i) + 1))): counter-based,
+// so element i's draw depends only on (seed, i), never on which thread computes it.
+// All arithmetic is unsigned 32-bit, wrapping mod 2^32 exactly as NumPy's uint32.
+MC_HD unsigned int mc_dropout_hash(unsigned int seed, unsigned long long index) {
+    unsigned int lo = (unsigned int)(index & 0xFFFFFFFFull);
+    unsigned int hi = (unsigned int)(index >> 32);
+    return mc_fmix32(seed ^ mc_fmix32(lo + 0x9E3779B9u * (hi + 1u)));
+}

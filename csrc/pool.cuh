@@ -1,0 +1,121 @@
+// pool.cuh: max pooling (with argmax) and average pooling, forward and backward.
+// Output size: OH = floor((H + 2 ph - kh) / sh) + 1, likewise OW.
+#pragma once
+#include "common.cuh"
+
+// x: (N, C, H, W)  ->  y, argmax: (N, C, OH, OW).
+// argmax = flat index y*W + x of the winner inside its (n, c) plane.
+// One thread per output. Padding never wins: it is skipped, as if it held -inf.
+// Ties go to the first maximum in row-major window order (strict >).
+template <typename T>
+MC_KERNEL max_pool_forward(mc_index count, const T* x, T* y, mc_index* argmax,
+                           mc_index H, mc_index W, mc_index kh, mc_index kw, mc_index sh,
+                           mc_index sw, mc_index ph, mc_index pw, mc_index OH, mc_index OW) {
+    // each i is one output (n, c, oy, ox)
+    MC_GRID_LOOP(i, count) {
+        mc_index ox = i % OW;
+        mc_index oy = (i / OW) % OH;
+        mc_index plane = i / (OW * OH);
+        const T* xp = x + plane * H * W;
+        T best = mc_neg_inf<T>();
+        mc_index best_at = 0;
+        // walk the window row by row, clipped to the image
+        for (mc_index ki = 0; ki < kh; ++ki) {
+            mc_index yy = oy * sh - ph + ki;
+            if (yy < 0 || yy >= H) continue;
+            for (mc_index kj = 0; kj < kw; ++kj) {
+                mc_index xx = ox * sw - pw + kj;
+                if (xx < 0 || xx >= W) continue;
+                if (xp[yy * W + xx] > best) {
+                    best = xp[yy * W + xx];
+                    best_at = yy * W + xx;
+                }
+            }
+        }
+        y[i] = best;
+        argmax[i] = best_at;
+    }
+}
+
+// dy, argmax: (N, C, OH, OW)  ->  dx: (N, C, H, W).
+// One thread per INPUT pixel gathers dy from every output whose window covers it
+// and whose argmax names it (Caffe's MaxPoolBackward): no atomics, even where
+// overlapping windows (AlexNet's 3x3 stride 2) pick the same pixel twice.
+template <typename T>
+MC_KERNEL max_pool_backward(mc_index count, const T* dy, const mc_index* argmax, T* dx,
+                            mc_index H, mc_index W, mc_index kh, mc_index kw, mc_index sh,
+                            mc_index sw, mc_index ph, mc_index pw, mc_index OH, mc_index OW) {
+    // each i is one input pixel (n, c, y, x)
+    MC_GRID_LOOP(i, count) {
+        mc_index xx = i % W;
+        mc_index yy = (i / W) % H;
+        mc_index plane = i / (W * H);
+        // outputs oy whose window [oy*sh - ph, oy*sh - ph + kh) holds yy; likewise ox
+        mc_index oy0 = (yy + ph < kh) ? 0 : (yy + ph - kh) / sh + 1;
+        mc_index oy1 = (yy + ph) / sh + 1 < OH ? (yy + ph) / sh + 1 : OH;
+        mc_index ox0 = (xx + pw < kw) ? 0 : (xx + pw - kw) / sw + 1;
+        mc_index ox1 = (xx + pw) / sw + 1 < OW ? (xx + pw) / sw + 1 : OW;
+        T sum = T(0);
+        // visit those outputs in row-major order, as the reference adds them
+        for (mc_index oy = oy0; oy < oy1; ++oy) {
+            for (mc_index ox = ox0; ox < ox1; ++ox) {
+                mc_index o = (plane * OH + oy) * OW + ox;
+                if (argmax[o] == yy * W + xx) sum += dy[o];
+            }
+        }
+        dx[i] = sum;
+    }
+}
+
+// x: (N, C, H, W)  ->  y: (N, C, OH, OW), the window mean with zero padding
+// counted (divisor kh*kw, PyTorch's default count_include_pad=True).
+// One thread per output.
+template <typename T>
+MC_KERNEL avg_pool_forward(mc_index count, const T* x, T* y, mc_index H, mc_index W,
+                           mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index ph,
+                           mc_index pw, mc_index OH, mc_index OW) {
+    // each i is one output (n, c, oy, ox)
+    MC_GRID_LOOP(i, count) {
+        mc_index ox = i % OW;
+        mc_index oy = (i / OW) % OH;
+        mc_index plane = i / (OW * OH);
+        T sum = T(0);
+        // add the window's pixels inside the image (padding adds 0)
+        for (mc_index ki = 0; ki < kh; ++ki) {
+            mc_index yy = oy * sh - ph + ki;
+            if (yy < 0 || yy >= H) continue;
+            for (mc_index kj = 0; kj < kw; ++kj) {
+                mc_index xx = ox * sw - pw + kj;
+                if (xx < 0 || xx >= W) continue;
+                sum += x[(plane * H + yy) * W + xx];
+            }
+        }
+        y[i] = sum / T(kh * kw);
+    }
+}
+
+// dy: (N, C, OH, OW)  ->  dx: (N, C, H, W); each pixel gathers dy / (kh*kw) from
+// every window it lies in. One thread per input pixel.
+template <typename T>
+MC_KERNEL avg_pool_backward(mc_index count, const T* dy, T* dx, mc_index H, mc_index W,
+                            mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index ph,
+                            mc_index pw, mc_index OH, mc_index OW) {
+    // each i is one input pixel (n, c, y, x)
+    MC_GRID_LOOP(i, count) {
+        mc_index xx = i % W;
+        mc_index yy = (i / W) % H;
+        mc_index plane = i / (W * H);
+        mc_index oy0 = (yy + ph < kh) ? 0 : (yy + ph - kh) / sh + 1;
+        mc_index oy1 = (yy + ph) / sh + 1 < OH ? (yy + ph) / sh + 1 : OH;
+        mc_index ox0 = (xx + pw < kw) ? 0 : (xx + pw - kw) / sw + 1;
+        mc_index ox1 = (xx + pw) / sw + 1 < OW ? (xx + pw) / sw + 1 : OW;
+        T sum = T(0);
+        // every output window that holds this pixel
+        for (mc_index oy = oy0; oy < oy1; ++oy) {
+            for (mc_index ox = ox0; ox < ox1; ++ox) {
+                sum += dy[(plane * OH + oy) * OW + ox];
+            }
+        }
+        dx[i] = sum / T(kh * kw);
+    }
+}

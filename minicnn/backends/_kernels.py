@@ -1,0 +1,343 @@
+"""The backend interface written once on top of the csrc kernels.
+
+backends/host.py (kernels compiled for the CPU, on NumPy arrays) and
+backends/cuda.py (kernels on the GPU, on CuPy arrays, through RawKernel or
+pybind11) differ only in three primitives, which a *loader* provides:
+
+    loader.xp                                numpy or cupy: where arrays live
+    loader.run(kernel, count, *args)         run a csrc kernel over count indices;
+                                             args are the kernel's arguments after
+                                             count, in its order: arrays for pointers,
+                                             Python ints for mc_index, Python floats
+                                             for T, numpy.uint32 for unsigned int
+    loader.gemm(a, b, out, trans_a, trans_b) out = op(a) @ op(b), batched over a
+                                             leading axis (a may be unbatched)
+
+Everything else - the order of kernel launches, the GEMM shapes, the buffers -
+lives here, so what runs on the CPU is what runs on the GPU. The semantics of
+every function are those of backends/reference.py; its docstring lists them.
+"""
+
+import numpy as np
+
+from .reference import output_size
+
+# im2col is run over chunks of the batch whose column buffer holds at most this
+# many entries (512 MiB in float32): the whole of AlexNet's batch of 128 for most
+# layers, two chunks for conv2, and bounded memory for larger batches.
+COLS_BUDGET = 1 << 27
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype_of(args):
+    """The element type T of a kernel launch: that of its first floating-point array."""
+    for a in args:
+        if hasattr(a, "shape") and a.dtype in FLOAT_DTYPES:
+            return a.dtype
+    raise TypeError("a kernel launch needs at least one float32 or float64 array")
+
+
+class KernelBackend:
+    """The backend interface (see backends/reference.py) on a loader's primitives."""
+
+    def __init__(self, loader, device_name):
+        self.loader = loader
+        self.xp = loader.xp
+        self.device_name = device_name      # "cpu" or "cuda", for error messages
+
+    # ------------------------------------------------------------------ argument hygiene
+    def _array(self, op, name, a, dtype=None, integer=False):
+        """a as a C-contiguous array of this backend's device, or a clear error.
+
+        A non-contiguous view is copied (kernels index flat memory); an array on the
+        other device, or of the wrong dtype, never reaches a kernel.
+        """
+        if not isinstance(a, self.xp.ndarray):
+            where = "cpu" if isinstance(a, np.ndarray) else type(a).__name__
+            raise TypeError(f"{op}: argument '{name}' is a {where} array, but this op runs on {self.device_name}")
+        if integer:
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"{op}: argument '{name}' must hold integers, got {a.dtype}")
+            a = a.astype(np.int64, copy=False)
+        else:
+            if a.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got {a.dtype}")
+            if dtype is not None and a.dtype != dtype:
+                raise TypeError(f"{op}: argument '{name}' is {a.dtype} but the other arguments are {dtype}")
+        return self.xp.ascontiguousarray(a)
+
+    def _inplace(self, op, name, a, dtype):
+        """Optimizer state is updated in place, so it cannot be copied: it must already fit."""
+        if not isinstance(a, self.xp.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+            raise TypeError(f"{op}: argument '{name}' must be a C-contiguous {dtype} array "
+                            f"on {self.device_name} (it is updated in place)")
+        return a
+
+    def _chunk(self, n, cols_per_image):
+        """How many images one im2col chunk holds (at least one)."""
+        return max(1, min(n, COLS_BUDGET // max(1, cols_per_image)))
+
+    # ------------------------------------------------------------------ convolution
+    def conv2d_forward(self, x, w, b, stride, padding, groups):
+        op = "conv2d"
+        x = self._array(op, "x", x)
+        w = self._array(op, "weight", w, x.dtype)
+        n, c, h, wd = x.shape
+        o, cg, kh, kw = w.shape
+        (sh, sw), (ph, pw) = stride, padding
+        oh, ow = output_size(h, kh, sh, ph), output_size(wd, kw, sw, pw)
+        g, og, k, L = groups, o // groups, cg * kh * kw, oh * ow
+        xp, run = self.xp, self.loader.run
+        y = xp.empty((n, o, oh, ow), dtype=x.dtype)
+        wg = w.reshape(g, og, k)
+        step = self._chunk(n, c * kh * kw * L)
+        cols = xp.empty((step, c * kh * kw, L), dtype=x.dtype)
+        # im2col a chunk of images, then one batched GEMM per group for the chunk
+        for n0 in range(0, n, step):
+            nc = min(step, n - n0)
+            run("im2col", nc * c * kh * kw * L, x[n0:n0 + nc], cols, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+            colsg = cols[:nc].reshape(nc, g, k, L)
+            yg = y[n0:n0 + nc].reshape(nc, g, og, L)
+            for gi in range(g):
+                # y_g[n] (og, L) = w_g (og, k) @ cols_g[n] (k, L), for every n of the chunk
+                self.loader.gemm(wg[gi], colsg[:, gi], yg[:, gi], False, False)
+        if b is not None:
+            b = self._array(op, "bias", b, x.dtype)
+            run("bias_forward", y.size, y, b, o, L)
+        return y
+
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, need_dx=True, need_dw=True, need_db=True):
+        op = "conv2d backward"
+        x = self._array(op, "x", x)
+        w = self._array(op, "weight", w, x.dtype)
+        dy = self._array(op, "grad_output", dy, x.dtype)
+        n, c, h, wd = x.shape
+        o, cg, kh, kw = w.shape
+        (sh, sw), (ph, pw) = stride, padding
+        oh, ow = dy.shape[2], dy.shape[3]
+        g, og, k, L = groups, o // groups, cg * kh * kw, oh * ow
+        xp, run, gemm = self.xp, self.loader.run, self.loader.gemm
+        wg = w.reshape(g, og, k)
+        dx = dw = db = None
+        step = self._chunk(n, c * kh * kw * L)
+        if need_dx or need_dw:
+            cols = xp.empty((step, c * kh * kw, L), dtype=x.dtype)
+        if need_dx:
+            dx = xp.empty_like(x)
+        if need_dw:
+            dw = xp.empty((g * og * k,), dtype=x.dtype)
+            per_image = xp.empty((step, g, og, k), dtype=x.dtype)   # dw of each image, then summed
+        for n0 in range(0, n, step):
+            nc = min(step, n - n0)
+            dyg = dy[n0:n0 + nc].reshape(nc, g, og, L)
+            if need_dw:
+                # backward weights: im2col, then dw_g[n] (og, k) = dy_g[n] (og, L) @ cols_g[n]^T (L, k)
+                run("im2col", nc * c * kh * kw * L, x[n0:n0 + nc], cols, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+                colsg = cols[:nc].reshape(nc, g, k, L)
+                for gi in range(g):
+                    gemm(dyg[:, gi], colsg[:, gi], per_image[:nc, gi], False, True)
+                # add up the images of the chunk (a fixed-order column sum, no atomics)
+                if n0 == 0:
+                    run("sum_cols", dw.size, per_image[:nc], dw, nc)
+                else:
+                    part = xp.empty_like(dw)
+                    run("sum_cols", dw.size, per_image[:nc], part, nc)
+                    dw += part
+            if need_dx:
+                # backward data: dcols_g[n] (k, L) = w_g^T (k, og) @ dy_g[n] (og, L), then col2im
+                colsg = cols[:nc].reshape(nc, g, k, L)
+                for gi in range(g):
+                    gemm(wg[gi], dyg[:, gi], colsg[:, gi], True, False)
+                run("col2im", nc * c * h * wd, cols[:nc], dx[n0:n0 + nc], c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+        if need_dw:
+            dw = dw.reshape(w.shape)
+        if need_db:
+            db = self._bias_grad(dy.reshape(n, o, L))
+        return dx, dw, db
+
+    def _bias_grad(self, dy):
+        """db[o] = sum over n and l of dy[n, o, l]: rows (n, o) first, then the batch."""
+        n, o, L = dy.shape
+        run = self.loader.run
+        per_row = self.xp.empty((n, o), dtype=dy.dtype)
+        run("sum_rows", n * o, dy, per_row, L)
+        db = self.xp.empty((o,), dtype=dy.dtype)
+        run("sum_cols", o, per_row, db, n)
+        return db
+
+    # ------------------------------------------------------------------ linear
+    def linear_forward(self, x, w, b):
+        op = "linear"
+        x = self._array(op, "x", x)
+        w = self._array(op, "weight", w, x.dtype)
+        y = self.xp.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+        self.loader.gemm(x, w, y, False, True)                    # y = x @ w^T
+        if b is not None:
+            b = self._array(op, "bias", b, x.dtype)
+            self.loader.run("bias_forward", y.size, y, b, w.shape[0], 1)
+        return y
+
+    def linear_backward(self, x, w, dy, need_dx=True, need_dw=True, need_db=True):
+        op = "linear backward"
+        x = self._array(op, "x", x)
+        w = self._array(op, "weight", w, x.dtype)
+        dy = self._array(op, "grad_output", dy, x.dtype)
+        dx = dw = db = None
+        if need_dx:
+            dx = self.xp.empty(x.shape, dtype=x.dtype)
+            self.loader.gemm(dy, w, dx, False, False)             # dx = dy @ w
+        if need_dw:
+            dw = self.xp.empty(w.shape, dtype=x.dtype)
+            self.loader.gemm(dy, x, dw, True, False)              # dw = dy^T @ x
+        if need_db:
+            db = self._bias_grad(dy.reshape(dy.shape[0], dy.shape[1], 1))
+        return dx, dw, db
+
+    # ------------------------------------------------------------------ pooling
+    def _pool_geometry(self, x_shape, kernel, stride, padding):
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        return (h, w, kh, kw, sh, sw, ph, pw, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw))
+
+    def max_pool2d_forward(self, x, kernel, stride, padding):
+        x = self._array("max_pool2d", "x", x)
+        geo = self._pool_geometry(x.shape, kernel, stride, padding)
+        oh, ow = geo[-2:]
+        y = self.xp.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        argmax = self.xp.empty(y.shape, dtype=np.int64)
+        self.loader.run("max_pool_forward", y.size, x, y, argmax, *geo)
+        return y, argmax
+
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel, stride, padding):
+        op = "max_pool2d backward"
+        dy = self._array(op, "grad_output", dy)
+        argmax = self._array(op, "argmax", argmax, integer=True)
+        dx = self.xp.empty(tuple(x_shape), dtype=dy.dtype)
+        geo = self._pool_geometry(x_shape, kernel, stride, padding)
+        self.loader.run("max_pool_backward", dx.size, dy, argmax, dx, *geo)
+        return dx
+
+    def avg_pool2d_forward(self, x, kernel, stride, padding):
+        x = self._array("avg_pool2d", "x", x)
+        geo = self._pool_geometry(x.shape, kernel, stride, padding)
+        oh, ow = geo[-2:]
+        y = self.xp.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        self.loader.run("avg_pool_forward", y.size, x, y, *geo)
+        return y
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding):
+        dy = self._array("avg_pool2d backward", "grad_output", dy)
+        dx = self.xp.empty(tuple(x_shape), dtype=dy.dtype)
+        geo = self._pool_geometry(x_shape, kernel, stride, padding)
+        self.loader.run("avg_pool_backward", dx.size, dy, dx, *geo)
+        return dx
+
+    # ------------------------------------------------------------------ LRN
+    def lrn_forward(self, x, size, alpha, beta, k):
+        x = self._array("local_response_norm", "x", x)
+        y = self.xp.empty_like(x)
+        scale = self.xp.empty_like(x)
+        n, c = x.shape[:2]
+        hw = x.size // max(1, n * c)
+        self.loader.run("lrn_forward", x.size, x, y, scale, c, hw, int(size), float(alpha), float(beta), float(k))
+        return y, scale
+
+    def lrn_backward(self, x, y, scale, dy, size, alpha, beta, k):
+        op = "local_response_norm backward"
+        x = self._array(op, "x", x)
+        y = self._array(op, "y", y, x.dtype)
+        scale = self._array(op, "scale", scale, x.dtype)
+        dy = self._array(op, "grad_output", dy, x.dtype)
+        dx = self.xp.empty_like(x)
+        n, c = x.shape[:2]
+        hw = x.size // max(1, n * c)
+        self.loader.run("lrn_backward", x.size, x, y, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
+        return dx
+
+    # ------------------------------------------------------------------ activations, dropout
+    def relu_forward(self, x, negative_slope):
+        x = self._array("relu", "x", x)
+        y = self.xp.empty_like(x)
+        self.loader.run("relu_forward", x.size, x, y, float(negative_slope))
+        return y
+
+    def relu_backward(self, x, dy, negative_slope):
+        x = self._array("relu backward", "x", x)
+        dy = self._array("relu backward", "grad_output", dy, x.dtype)
+        dx = self.xp.empty_like(dy)
+        self.loader.run("relu_backward", x.size, x, dy, dx, float(negative_slope))
+        return dx
+
+    def dropout_forward(self, x, threshold, scale, seed):
+        x = self._array("dropout", "x", x)
+        y = self.xp.empty_like(x)
+        self.loader.run("dropout_forward", x.size, x, y, np.uint32(threshold), float(scale), np.uint32(seed))
+        return y
+
+    def dropout_backward(self, dy, threshold, scale, seed):
+        dy = self._array("dropout backward", "grad_output", dy)
+        dx = self.xp.empty_like(dy)
+        self.loader.run("dropout_backward", dy.size, dy, dx, np.uint32(threshold), float(scale), np.uint32(seed))
+        return dx
+
+    # ------------------------------------------------------------------ loss
+    def softmax_cross_entropy_forward(self, logits, labels):
+        op = "cross_entropy"
+        logits = self._array(op, "logits", logits)
+        labels = self._array(op, "labels", labels, integer=True)
+        n, k = logits.shape
+        probs = self.xp.empty_like(logits)
+        row_loss = self.xp.empty((n,), dtype=logits.dtype)
+        loss = self.xp.empty((1,), dtype=logits.dtype)
+        self.loader.run("softmax_cross_entropy_forward", n, logits, labels, probs, row_loss, k)
+        self.loader.run("mean_forward", 1, row_loss, loss, n)
+        return loss.reshape(()), probs
+
+    def softmax_cross_entropy_backward(self, probs, labels, dloss):
+        op = "cross_entropy backward"
+        probs = self._array(op, "probs", probs)
+        labels = self._array(op, "labels", labels, integer=True)
+        # dloss may be a number or a 0-d array of this device; the kernel reads it from memory
+        if isinstance(dloss, self.xp.ndarray):
+            dloss = self.xp.ascontiguousarray(dloss.astype(probs.dtype, copy=False)).reshape(1)
+        else:
+            dloss = self.xp.full((1,), dloss, dtype=probs.dtype)
+        n, k = probs.shape
+        dlogits = self.xp.empty_like(probs)
+        self.loader.run("softmax_cross_entropy_backward", probs.size, probs, labels, dloss, dlogits, n, k)
+        return dlogits
+
+    # ------------------------------------------------------------------ optimizer updates
+    def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):
+        op = "sgd_update"
+        self._inplace(op, "param", param, param.dtype)
+        grad = self._array(op, "grad", grad, param.dtype)
+        if velocity is None:
+            if momentum != 0:
+                raise ValueError(f"{op}: momentum {momentum} needs a velocity buffer")
+            velocity = param            # never read nor written when momentum is 0
+        self._inplace(op, "velocity", velocity, param.dtype)
+        self.loader.run("sgd_update", param.size, param, grad, velocity, float(lr), float(momentum),
+                        float(weight_decay), int(bool(nesterov)))
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        op = "adam_update"
+        self._inplace(op, "param", param, param.dtype)
+        grad = self._array(op, "grad", grad, param.dtype)
+        self._inplace(op, "m", m, param.dtype)
+        self._inplace(op, "v", v, param.dtype)
+        # the same double-precision scalars as the NumPy reference computes
+        self.loader.run("adam_update", param.size, param, grad, m, v, float(lr), float(beta1), float(beta2),
+                        1.0 - beta1, 1.0 - beta2, 1.0 - beta1 ** step, 1.0 - beta2 ** step,
+                        float(eps), float(weight_decay))
+
+
+INTERFACE = (
+    "conv2d_forward", "conv2d_backward", "linear_forward", "linear_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "lrn_forward", "lrn_backward", "relu_forward", "relu_backward",
+    "dropout_forward", "dropout_backward",
+    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+    "sgd_update", "adam_update",
+)

@@ -1,0 +1,231 @@
+"""The GPU backend: the csrc kernels on CuPy arrays, through one of two loaders.
+
+- "rawkernel" (default): CuPy's RawModule compiles csrc/ with NVRTC at first use
+  (CuPy caches the binary on disk, so later runs start fast). No build step is
+  needed: only CuPy and an NVIDIA driver. GEMMs are cupy.matmul, i.e. cuBLAS.
+- "pybind11": minicnn._cuda, the same sources compiled ahead of time by nvcc
+  (``MINICNN_BUILD_CUDA=1 pip install -e .``), with cuBLAS strided-batched GEMMs.
+
+Choose with ``MINICNN_CUDA_LOADER=rawkernel|pybind11`` or ``mc.set_cuda_loader``.
+Both launch on CuPy's current stream. With ``MINICNN_CUDA_DEBUG=1`` every launch
+is synchronized and checked, so an error inside a kernel is reported (as a
+RuntimeError) by the kernel that caused it rather than by a later call.
+
+CuPy is imported only when a CUDA backend is first asked for, so importing
+minicnn never needs it. The interface functions are those of backends/reference.py.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ._kernels import INTERFACE, KernelBackend, float_dtype_of
+
+THREADS = 256          # threads per block
+MAX_BLOCKS = 65536     # the grid-stride loop covers what does not fit
+
+# every kernel in csrc/, each instantiated for float and double
+KERNELS = (
+    "im2col", "col2im", "bias_forward", "sum_rows", "sum_cols",
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "lrn_forward", "lrn_backward", "relu_forward", "relu_backward",
+    "dropout_forward", "dropout_backward",
+    "softmax_cross_entropy_forward", "mean_forward", "softmax_cross_entropy_backward",
+    "sgd_update", "adam_update",
+)
+CTYPES = {"float32": "float", "float64": "double"}
+
+
+def _debug():
+    return os.environ.get("MINICNN_CUDA_DEBUG", "0") not in ("", "0")
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError("the CUDA backend needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU") from e
+    return cupy
+
+
+# --------------------------------------------------------------------------- kernel sources
+def csrc_dir():
+    """Where the kernel sources are: shipped inside the package by setup.py
+    (minicnn/csrc, for a regular install), or the repository's csrc/ (editable install)."""
+    here = Path(__file__).resolve().parent.parent          # .../minicnn
+    for candidate in (here / "csrc", here.parent / "csrc"):
+        if (candidate / "kernels.cuh").is_file():
+            return candidate
+    raise RuntimeError(f"cannot find the CUDA kernel sources (kernels.cuh) in {here / 'csrc'} "
+                       f"or {here.parent / 'csrc'}; reinstall minicnn")
+
+
+def kernel_source():
+    """csrc/kernels.cuh with its local #includes pasted in, as one string for NVRTC.
+
+    Inlining (instead of passing -I to NVRTC) makes the source text itself the
+    cache key of CuPy's compile cache: editing a .cuh file recompiles.
+    """
+    directory = csrc_dir()
+    seen = set()
+
+    def expand(name):
+        if name in seen:            # every header has #pragma once
+            return ""
+        seen.add(name)
+        lines = []
+        for line in (directory / name).read_text().splitlines():
+            match = re.match(r'\s*#include\s+"([^"]+)"', line)
+            lines.append(expand(match.group(1)) if match else line)
+        return "\n".join(lines)
+
+    return expand("kernels.cuh")
+
+
+# --------------------------------------------------------------------------- loaders
+def _blocks(count):
+    return int(min((count + THREADS - 1) // THREADS, MAX_BLOCKS))
+
+
+class _CupyLoader:
+    """What both loaders share: CuPy arrays, and failures reported by kernel name."""
+
+    def __init__(self):
+        self.cp = _cupy()
+        self.xp = self.cp
+
+    def _check(self, kernel):
+        if _debug():
+            try:
+                self.cp.cuda.get_current_stream().synchronize()
+            except Exception as e:
+                raise RuntimeError(f"CUDA kernel '{kernel}' failed: {e}") from e
+
+
+class RawKernelLoader(_CupyLoader):
+    """csrc/ compiled by NVRTC through cupy.RawModule; GEMMs by cupy.matmul (cuBLAS)."""
+
+    def __init__(self):
+        super().__init__()
+        names = [f"{k}<{t}>" for k in KERNELS for t in CTYPES.values()]
+        # compiled lazily by CuPy on the first get_function
+        self.module = self.cp.RawModule(code=kernel_source(), options=("--std=c++14",), name_expressions=names)
+        self.functions = {}
+
+    def function(self, kernel, dtype):
+        key = (kernel, dtype.name)
+        if key not in self.functions:
+            try:
+                self.functions[key] = self.module.get_function(f"{kernel}<{CTYPES[dtype.name]}>")
+            except Exception as e:
+                raise RuntimeError(f"compiling CUDA kernel '{kernel}' with NVRTC failed: {e}") from e
+        return self.functions[key]
+
+    def run(self, kernel, count, *args):
+        if count <= 0:
+            return
+        dtype = float_dtype_of(args)
+        typed = [np.int64(count)]
+        # RawKernel arguments carry no C types: give each scalar the type the kernel declares
+        for a in args:
+            if isinstance(a, self.cp.ndarray) or isinstance(a, np.uint32):
+                typed.append(a)
+            elif isinstance(a, (int, np.integer)):
+                typed.append(np.int64(a))          # mc_index
+            elif isinstance(a, float):
+                typed.append(dtype.type(a))         # T
+            else:
+                raise TypeError(f"kernel '{kernel}': unexpected argument {a!r}")
+        try:
+            self.function(kernel, dtype)((_blocks(count),), (THREADS,), tuple(typed))
+        except self.cp.cuda.driver.CUDADriverError as e:
+            raise RuntimeError(f"CUDA kernel '{kernel}' failed: {e}") from e
+        self._check(kernel)
+
+    def gemm(self, a, b, out, trans_a, trans_b):
+        """out = op(a) @ op(b) with cupy.matmul (cuBLAS), batched over a leading axis."""
+        if trans_a:
+            a = self.cp.swapaxes(a, -1, -2)
+        if trans_b:
+            b = self.cp.swapaxes(b, -1, -2)
+        if out.flags.c_contiguous:
+            self.cp.matmul(a, b, out=out)
+        else:                       # a group's slice of a larger array
+            out[...] = self.cp.matmul(a, b)
+
+
+class Pybind11Loader(_CupyLoader):
+    """minicnn._cuda: the kernels compiled by nvcc, and cuBLAS strided-batched GEMMs."""
+
+    def __init__(self):
+        super().__init__()
+        try:
+            from .. import _cuda
+        except ImportError as e:
+            raise RuntimeError("MINICNN_CUDA_LOADER=pybind11 needs the extension minicnn._cuda; build it with "
+                               "MINICNN_BUILD_CUDA=1 pip install --no-build-isolation -e . "
+                               f"(needs nvcc and cuBLAS): {e}") from e
+        self.ext = _cuda
+
+    def stream(self):
+        return self.cp.cuda.get_current_stream().ptr
+
+    def run(self, kernel, count, *args):
+        dtype = float_dtype_of(args)
+        plain = [a.data.ptr if isinstance(a, self.cp.ndarray) else (int(a) if isinstance(a, np.integer) else a)
+                 for a in args]
+        getattr(self.ext, f"{kernel}_{dtype.name}")(int(count), *plain, self.stream())
+        self._check(kernel)
+
+    @staticmethod
+    def _layout(a):
+        """(rows, cols, leading dimension, batch stride) of a row-major matrix or batch of them,
+        in elements; rows must be contiguous (the last stride is one element)."""
+        item = a.itemsize
+        rows, cols = a.shape[-2:]
+        if a.strides[-1] != item and cols > 1:
+            raise ValueError("gemm: rows of a matrix must be contiguous")
+        ld = a.strides[-2] // item if rows > 1 else cols
+        batch_stride = a.strides[0] // item if a.ndim == 3 else 0     # 0: the same matrix for every batch entry
+        return rows, cols, max(ld, 1), batch_stride
+
+    def gemm(self, a, b, out, trans_a, trans_b):
+        """out = op(a) @ op(b) with cublas<S|D>gemmStridedBatched, straight on the views' strides."""
+        dtype = float_dtype_of((a,))
+        ar, ac, lda, sa = self._layout(a)
+        br, bc, ldb, sb = self._layout(b)
+        m, n, ldc, sc = self._layout(out)
+        k = ar if trans_a else ac
+        batch = out.shape[0] if out.ndim == 3 else 1
+        getattr(self.ext, f"gemm_{dtype.name}")(
+            bool(trans_a), bool(trans_b), m, n, k,
+            a.data.ptr, lda, sa, b.data.ptr, ldb, sb, out.data.ptr, ldc, sc, batch, self.stream())
+        self._check("gemm")
+
+
+# --------------------------------------------------------------------------- the backends
+_backends = {}
+
+
+class _Backend:
+    """A namespace holding the interface functions of one loader's KernelBackend."""
+
+    def __init__(self, loader_name, kernel_backend):
+        self.loader = loader_name
+        for name in INTERFACE:
+            setattr(self, name, getattr(kernel_backend, name))
+
+
+def backend(loader="rawkernel"):
+    """The backend object (the functions of backends/reference.py) for one loader, made once."""
+    if loader not in _backends:
+        if loader == "rawkernel":
+            made = RawKernelLoader()
+        elif loader == "pybind11":
+            made = Pybind11Loader()
+        else:
+            raise ValueError(f"cuda loader must be 'rawkernel' or 'pybind11', got {loader!r}")
+        _backends[loader] = _Backend(loader, KernelBackend(made, "cuda"))
+    return _backends[loader]

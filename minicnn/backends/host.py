@@ -1,0 +1,50 @@
+"""The csrc kernels compiled for the CPU (minicnn._host), on NumPy arrays.
+
+Selected with ``MINICNN_CPU_BACKEND=kernels`` or ``mc.set_cpu_backend("kernels")``.
+Each kernel runs its grid-stride loop with a single thread (see csrc/common.cuh),
+so this is the CUDA code, executed on the CPU: slow, but a debugger can step
+through every line, and CI tests every kernel's index arithmetic with it.
+
+There is no cuBLAS on the host: the GEMMs are NumPy's matmul (batched over the
+images of a chunk, never one call per image from Python).
+The interface functions are those of backends/reference.py.
+"""
+
+import numpy as np
+
+from ._kernels import INTERFACE, KernelBackend, float_dtype_of
+
+try:
+    from .. import _host
+except ImportError as e:  # pragma: no cover - depends on the build
+    _host = None
+    _import_error = e
+
+
+class HostLoader:
+    """Runs csrc kernels through minicnn._host; GEMMs through NumPy."""
+
+    xp = np
+
+    def run(self, kernel, count, *args):
+        if _host is None:
+            raise RuntimeError("the 'kernels' CPU backend needs the compiled extension minicnn._host "
+                               f"(pip install -e . builds it): {_import_error}")
+        function = getattr(_host, f"{kernel}_{float_dtype_of(args).name}")
+        function(int(count), *args)
+
+    def gemm(self, a, b, out, trans_a, trans_b):
+        """out = op(a) @ op(b); a and b may carry a leading batch axis (a may lack it)."""
+        if trans_a:
+            a = np.swapaxes(a, -1, -2)
+        if trans_b:
+            b = np.swapaxes(b, -1, -2)
+        np.matmul(a, b, out=out)
+
+
+_backend = KernelBackend(HostLoader(), "cpu")
+
+# the module's functions are the backend's methods: host.conv2d_forward(...), ...
+for _name in INTERFACE:
+    globals()[_name] = getattr(_backend, _name)
+del _name
