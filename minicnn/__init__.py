@@ -7,3 +7,4 @@ from . import functional, nn, models
 from .random import manual_seed
 from .summary import summary
 from .gradcheck import gradcheck
+from . import transfer, weights
