@@ -20,6 +20,7 @@ A file that does not fit the model raises an error that names the entry.
 """
 
 import os
+import zipfile
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -76,49 +77,39 @@ def _read_torch(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _read_npz(path):
+TORCH_EXTENSIONS = (".pth", ".pt", ".bin")
+
+
+def _read_file(path, label):
+    """The state_dict in a file: PyTorch's by extension, else an .npz archive, which is either a
+    minicnn checkpoint (mc.save: it holds "meta.json") or a plain name -> array archive."""
+    if os.path.splitext(path)[1].lower() in TORCH_EXTENSIONS:
+        return _read_torch(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{label}: unknown file type; expected an .npz archive, a minicnn checkpoint "
+                         f"or a PyTorch file ({', '.join(TORCH_EXTENSIONS)})")
     with np.load(path, allow_pickle=False) as archive:
-        state = OrderedDict((key, archive[key]) for key in archive.files)
-    # a minicnn checkpoint keeps the model's arrays under "model/" (or similar) next to the
-    # optimizer's: take the model part when there is one.
-    for prefix in ("model/", "model.", "state_dict/", "model_state/"):
-        part = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-        if part:
-            return part
-    return state
+        if "meta.json" in archive.files:
+            from . import checkpoint                   # here: checkpoint imports the training loop
+            return checkpoint.load(path, restore_rng=False)["model"]
+        return OrderedDict((key, archive[key]) for key in archive.files)
 
 
 def read_state_dict(source):
-    """Whatever ``source`` is (a path or a dict), the state_dict in it: an OrderedDict of NumPy arrays."""
+    """The state_dict in ``source`` (a path or a dict) as an OrderedDict of NumPy arrays, and a
+    label for error messages."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         label = f"weights file {path!r}"
         if not os.path.exists(path):
             raise FileNotFoundError(f"{label} does not exist (minicnn never downloads weights: give the path "
                                     f"of a file you have)")
-        ext = os.path.splitext(path)[1].lower()
-        if ext == ".npz":
-            raw = _read_npz(path)
-        elif ext in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
-            raw = _read_torch(path)
-        else:
-            raw = _read_checkpoint(path, label)
+        raw = _read_file(path, label)
     else:
         label = "weights"
         raw = source
     raw = _unwrap(raw, label)
     return OrderedDict((str(k), _to_numpy(v, k, label)) for k, v in raw.items()), label
-
-
-def _read_checkpoint(path, label):
-    """A minicnn checkpoint (mc.save), whatever its extension: read through mc.load."""
-    try:
-        from . import checkpoint
-    except ImportError:
-        checkpoint = None
-    if checkpoint is None or not hasattr(checkpoint, "load"):
-        raise ValueError(f"{label}: unknown file type; expected .npz, a PyTorch .pth/.pt or a minicnn checkpoint")
-    return checkpoint.load(path)
 
 
 # --------------------------------------------------------------------------- torchvision names

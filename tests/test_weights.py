@@ -199,3 +199,13 @@ def test_preprocessing():
     with pytest.raises(ValueError, match="known"):
         weights.preprocessing("resnet50")
     assert weights.center_crop(np.zeros((1, 3, 256, 256)), 224).shape == (1, 3, 224, 224)
+
+
+def test_minicnn_checkpoint(tmp_path):
+    checkpoint = pytest.importorskip("minicnn.checkpoint", reason="minicnn.checkpoint (issue 4) is not there yet")
+    model = mc.models.alexnet_small()
+    checkpoint.save(tmp_path / "run.npz", model, epoch=3)
+    again = mc.models.alexnet_small(include_top=False)          # a checkpoint's top is dropped too
+    result = weights.load(again, tmp_path / "run.npz")
+    assert "conv5.weight" in result.loaded
+    np.testing.assert_array_equal(again.conv5.weight.data, model.conv5.weight.data)

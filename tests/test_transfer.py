@@ -1,0 +1,174 @@
+"""minicnn.transfer: frozen layers stay put and cost no gradient; unfreezing trains them again; heads."""
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn import backends, transfer
+
+optim = pytest.importorskip("minicnn.optim", reason="minicnn.optim (issue 4) is not there yet")
+
+
+def _images(n=8, size=28, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, size, size), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def _snapshot(model):
+    return {name: p.numpy() for name, p in model.named_parameters()}
+
+
+def _sgd_steps(model, x, y, steps=2, lr=0.1, loss_fn=F.cross_entropy):
+    optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = loss_fn(model(mc.Tensor(x)), y)
+        loss.backward()
+        optimizer.step()
+
+
+@pytest.fixture
+def conv_calls(monkeypatch):
+    """Record (weight shape, need_dx, need_dw) of every conv2d backward the CPU backend runs."""
+    backend = backends.for_array(np.zeros(1, np.float32))
+    calls, original = [], backend.conv2d_backward
+
+    def recording(x, w, dy, stride, padding, groups, need_dx=True, need_dw=True, need_db=True):
+        calls.append((w.shape, need_dx, need_dw))
+        return original(x, w, dy, stride, padding, groups, need_dx, need_dw, need_db)
+
+    monkeypatch.setattr(backend, "conv2d_backward", recording)
+    return calls
+
+
+def test_frozen_base_is_not_updated_and_gets_no_gradient(conv_calls):
+    mc.manual_seed(0)
+    model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=3, cut="pool5", dropout=0.0)
+    x, y = _images()
+    before = _snapshot(model)
+    out = model.base(mc.Tensor(x))
+    assert not out.requires_grad and out._parents == ()       # no graph below the head at all
+    _sgd_steps(model, x, y)
+    after = _snapshot(model)
+    for name in before:
+        if name.startswith("base."):
+            np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+        else:
+            assert not np.array_equal(before[name], after[name]), name
+    assert all(p.grad is None for p in model.base.parameters())
+    assert conv_calls == []                                    # backward never entered the base
+    assert transfer.count_parameters(model) == (64 * 3 + 3, sum(p.size for p in model.base.parameters()))
+
+
+def test_fine_tune_from_stops_backward_at_the_lowest_trainable_layer(conv_calls):
+    mc.manual_seed(1)
+    model = mc.models.alexnet_small(num_classes=3)
+    transfer.fine_tune_from(model, "conv4")
+    frozen = ["conv1", "conv2", "conv3"]
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == \
+        [f"{layer}.{kind}" for layer in frozen for kind in ("weight", "bias")]
+    x, y = _images()
+    before = _snapshot(model)
+    _sgd_steps(model, x, y, steps=1)
+    after = _snapshot(model)
+    for name in before:
+        changed = not np.array_equal(before[name], after[name])
+        assert changed == (name.split(".")[0] not in frozen), name
+    for layer in frozen:
+        assert getattr(model, layer).weight.grad is None
+    # conv5 passes a gradient down to conv4; conv4 computes its weight gradient but no input gradient
+    assert conv_calls == [((64, 48, 3, 3), True, True), ((96, 48, 3, 3), False, True)]
+
+
+def test_unfreezing_restores_training(conv_calls):
+    mc.manual_seed(2)
+    model = mc.models.alexnet_small(num_classes=3)
+    transfer.freeze(model)
+    x, y = _images()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        F.cross_entropy(model(mc.Tensor(x)), y).backward()
+    transfer.unfreeze(model)
+    before = _snapshot(model)
+    _sgd_steps(model, x, y, steps=1)
+    after = _snapshot(model)
+    assert all(not np.array_equal(before[k], after[k]) for k in before)
+    assert len(conv_calls) == 5 and conv_calls[-1][1] is False   # conv1 needs no gradient of the images
+    transfer.fine_tune_from(model, 0)                              # index 0: everything trains
+    assert transfer.count_parameters(model)[1] == 0
+
+
+def test_layer_lookup():
+    model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=4, cut="pool5")
+    names = transfer.layer_names(model)
+    assert names[0] == "base.conv1" and names[-3:] == ["head.pool", "head.dropout", "head.fc"]
+    transfer.fine_tune_from(model, "base.conv5")
+    assert model.base.conv5.weight.requires_grad and not model.base.conv4.weight.requires_grad
+    transfer.fine_tune_from(model, -1)                      # by index: only the last layer trains
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.fc.weight", "head.fc.bias"]
+    transfer.fine_tune_from(model, "head")                  # a container: from its first layer
+    assert not model.base.conv5.weight.requires_grad and model.head.fc.weight.requires_grad
+    with pytest.raises(KeyError, match="no layer 'conv9'"):
+        transfer.fine_tune_from(model, "conv9")
+    with pytest.raises(IndexError, match="out of range"):
+        transfer.fine_tune_from(model, 99)
+    twice = mc.nn.Sequential(mc.nn.Sequential(mc.nn.ReLU()), mc.nn.Sequential(mc.nn.ReLU()))
+    with pytest.raises(ValueError, match="ambiguous"):
+        transfer.fine_tune_from(twice, "0")
+    with pytest.raises(KeyError, match="no layer 'fc9'"):
+        transfer.transfer_model(mc.models.alexnet_small(), num_classes=4, cut="fc9")
+
+
+def test_transfer_model_shares_the_pretrained_layers():
+    pretrained = mc.models.alexnet_small(num_classes=5)
+    model = transfer.transfer_model(pretrained, num_classes=7, cut="pool5", train_from="conv5")
+    assert model.base.conv1 is pretrained.conv1 and "fc6" not in model.base._modules
+    assert model(mc.Tensor(_images(2)[0])).shape == (2, 7)
+    assert model(mc.Tensor(_images(2, size=32)[0])).shape == (2, 7)   # pooling head: any input size
+    assert not model.base.conv4.weight.requires_grad and model.base.conv5.weight.requires_grad
+    by_name = transfer.transfer_model("alexnet_small", num_classes=2)
+    assert by_name.head.fc.weight.shape == (1, 64)
+    with pytest.raises(ValueError, match="unknown base"):
+        transfer.transfer_model("resnet", num_classes=2)
+
+
+def test_binary_head_uses_one_logit_and_bce():
+    head = transfer.classifier_head(16, num_classes=2)
+    assert head.fc.out_features == 1
+    assert transfer.classifier_head(16, num_classes=5).fc.out_features == 5
+    assert transfer.loss_function(5) is F.cross_entropy
+    logits = mc.Tensor(np.array([[2.0], [-1.0], [0.5]]), requires_grad=True)
+    labels = np.array([1, 0, 0])
+    loss = transfer.loss_function(2)(logits, labels)
+    z = logits.data[:, 0]
+    expected = np.mean(-(labels * np.log(1 / (1 + np.exp(-z))) + (1 - labels) * np.log(1 - 1 / (1 + np.exp(-z)))))
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="0 or 1"):
+        transfer.binary_cross_entropy_loss(logits, np.array([0, 2, 1]))
+    with pytest.raises(ValueError, match=r"\(N, 1\)"):
+        transfer.binary_cross_entropy_loss(mc.Tensor(np.zeros((3, 2))), labels)
+    with pytest.raises(ValueError, match=">= 2"):
+        transfer.classifier_head(16, num_classes=1)
+    model = mc.nn.Sequential(mc.nn.Flatten(), mc.nn.Linear(4, 1))
+    model[1].weight.data[:] = 1.0
+    model[1].bias.data[:] = 0.0
+    x = np.array([[[[1.0, 1.0], [1.0, 1.0]]], [[[-1.0, 0.0], [0.0, 0.0]]]], np.float32)
+    assert transfer.predict(model, x).tolist() == [1, 0]
+    assert transfer.error_rate(model, x, [1, 1]) == 0.5
+
+
+def test_fit_cached_trains_the_head_only():
+    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
+    mc.manual_seed(3)
+    model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=3, cut="pool5", dropout=0.0)
+    x, y = _images(12)
+    before = _snapshot(model)
+    history = transfer.fit_cached(model, x, y, epochs=3, optimizer=optim.Adam(model.parameters(), lr=0.05),
+                                  batch_size=4, val=(x, y), verbose=False)
+    assert len(history) == 3 and history.train_loss[-1] < history.train_loss[0]
+    after = _snapshot(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before if k.startswith("base."))
+    assert not np.array_equal(before["head.fc.weight"], after["head.fc.weight"])
+    transfer.unfreeze(model.base)
+    with pytest.raises(ValueError, match="trainable parameters"):
+        transfer.fit_cached(model, x, y, epochs=1, optimizer=optim.SGD(model.parameters(), lr=0.1))
