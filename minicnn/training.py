@@ -1,0 +1,255 @@
+"""fit and evaluate: the training loop, the paper's error rates, and the learning curves.
+
+    history = mc.fit(model, train_loader, epochs=10, optimizer=opt,
+                     val_loader=val_loader, scheduler=sched)
+    loss, top1, top5 = mc.evaluate(model, test_loader)
+    history.plot("curves.png")
+
+Error rates are fractions in [0, 1], as the paper reports them: top-1 error is
+the share of images whose most probable class is wrong, top-5 error the share
+whose correct class is not among the five most probable.
+"""
+
+import json
+import math
+import sys
+import time
+from collections import namedtuple
+
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor, no_grad
+
+Evaluation = namedtuple("Evaluation", ["loss", "top1_error", "top5_error"])
+
+
+def topk_errors(probs_or_logits, labels, ks=(1, 5)):
+    """Count, for each k, the images whose label is not among the k highest scores.
+
+    probs_or_logits: NumPy (N, classes); labels: (N,) ints. With fewer than k
+    classes every label is among the top k (an error count of 0).
+    """
+    scores = np.asarray(probs_or_logits)
+    labels = np.asarray(labels)
+    # rank of the true class = how many classes score strictly higher than it
+    true_scores = scores[np.arange(len(labels)), labels]
+    rank = (scores > true_scores[:, None]).sum(axis=1)
+    return [int((rank >= k).sum()) for k in ks]
+
+
+def _model_device(model):
+    params = model.parameters()
+    return params[0].device if params else "cpu"
+
+
+def _check_batch(images, labels, ten_crop):
+    want = 5 if ten_crop else 4
+    if images.ndim != want:
+        if ten_crop:
+            raise ValueError(f"evaluate(ten_crop=True) needs batches of shape (N, 10, C, H, W) -- give the loader "
+                             f"a TenCrop transform -- got shape {images.shape}")
+        raise ValueError(f"expected image batches of shape (N, C, H, W), got shape {images.shape}"
+                         + (" (ten views per image? pass ten_crop=True)" if images.ndim == 5 else ""))
+    if len(labels) != len(images):
+        raise ValueError(f"a batch has {len(images)} images but {len(labels)} labels")
+
+
+def evaluate(model, loader, ten_crop=False):
+    """Loss and top-1 / top-5 error of ``model`` on every batch of ``loader``, in eval mode.
+
+    ten_crop=True: the loader yields ten views per image (a TenCrop transform,
+    batches of shape (N, 10, C, H, W)); the prediction for an image is the mean of
+    the softmax over its ten views, as in the paper, and the loss is the cross-
+    entropy of that mean. Returns Evaluation(loss, top1_error, top5_error).
+    """
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    total_loss, errors1, errors5, count = 0.0, 0, 0, 0
+    try:
+        with no_grad():
+            for images, labels in loader:
+                _check_batch(images, labels, ten_crop)
+                n = len(labels)
+                if ten_crop:
+                    views = images.shape[1]
+                    logits = model(Tensor(images.reshape((-1,) + images.shape[2:])).to(device))
+                    probs = F.softmax(logits, axis=1).numpy().reshape(n, views, -1).mean(axis=1)
+                    picked = probs[np.arange(n), labels]
+                    total_loss += float(-np.log(np.maximum(picked, 1e-30)).sum())
+                    scores = probs
+                else:
+                    logits = model(Tensor(images).to(device))
+                    total_loss += F.cross_entropy(logits, labels).item() * n
+                    scores = logits.numpy()
+                e1, e5 = topk_errors(scores, labels)
+                errors1, errors5, count = errors1 + e1, errors5 + e5, count + n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate: the loader gave no images")
+    return Evaluation(total_loss / count, errors1 / count, errors5 / count)
+
+
+class History:
+    """What fit measured, one entry per epoch in each list.
+
+    epoch (1-based), lr (of the first parameter group), seconds, train_loss,
+    train_top1, train_top5 (averaged over the epoch's batches, in training mode,
+    i.e. with dropout and augmentation, as Keras reports them), and val_loss,
+    val_top1, val_top5 (None without a validation loader).
+    """
+
+    KEYS = ("epoch", "lr", "seconds", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
+
+    def __init__(self):
+        for key in self.KEYS:
+            setattr(self, key, [])
+
+    def append(self, **values):
+        if set(values) != set(self.KEYS):
+            raise ValueError(f"History.append needs exactly {self.KEYS}")
+        for key in self.KEYS:
+            getattr(self, key).append(values[key])
+
+    def __len__(self):
+        return len(self.epoch)
+
+    def to_dict(self):
+        return {key: list(getattr(self, key)) for key in self.KEYS}
+
+    @classmethod
+    def from_dict(cls, data):
+        history = cls()
+        missing = [k for k in cls.KEYS if k not in data]
+        if missing:
+            raise ValueError(f"history is missing the entries {missing}")
+        for key in cls.KEYS:
+            setattr(history, key, list(data[key]))
+        return history
+
+    def __repr__(self):
+        return "History(" + json.dumps(self.to_dict()) + ")"
+
+    def plot(self, path):
+        """Draw the learning curves (loss; top-1 and top-5 error; train and validation) to a PNG."""
+        import matplotlib
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+
+        if len(self) == 0:
+            raise ValueError("History.plot: nothing to draw, the history is empty")
+        fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, keys, title in ((ax_loss, ("loss",), "loss"), (ax_err, ("top1", "top5"), "error rate")):
+            for key in keys:
+                for split, style in (("train", "-"), ("val", "--")):
+                    values = getattr(self, f"{split}_{key}")
+                    if any(v is None for v in values):
+                        continue
+                    ax.plot(self.epoch, values, style, marker="o", markersize=3, label=f"{split} {key}")
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        ax_err.set_ylim(bottom=0)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+class _ProgressBar:
+    """One line per epoch. On a terminal it redraws in place after every batch;
+    otherwise (a log file) it prints only the finished line."""
+
+    def __init__(self, title, total, stream=sys.stderr):
+        self.title, self.total, self.stream = title, total, stream
+        self.live = hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, done, text):
+        if self.live:
+            width = 24
+            filled = int(width * done / max(self.total, 1))
+            bar = "#" * filled + "." * (width - filled)
+            elapsed = time.perf_counter() - self.start
+            self.stream.write(f"\r{self.title} [{bar}] {done}/{self.total} {elapsed:5.1f}s {text}")
+            self.stream.flush()
+
+    def finish(self, text):
+        line = f"{self.title} {time.perf_counter() - self.start:5.1f}s {text}"
+        if self.live:
+            line = "\r" + line + "\033[K"  # overwrite the bar and clear what is left of it
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None, loss_fn=None,
+        initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True):
+    """Train ``model`` for epochs initial_epoch+1 .. ``epochs``; return the History.
+
+    Each epoch: model.train(), one pass over ``train_loader`` (forward, loss,
+    backward, optimizer.step()), then ``evaluate`` on ``val_loader`` if given,
+    then ``scheduler.step(metric)`` with the validation top-1 error (the training
+    loss without a validation loader) -- ReduceLROnPlateau uses it, StepLR
+    ignores it.
+
+    loss_fn(logits, labels): F.cross_entropy by default.
+    checkpoint: a path; the model, optimizer, scheduler, epoch, history and RNG
+    state are saved there (atomically) after every epoch, with ``checkpoint_extra``
+    (a JSON-able dict) alongside. To resume:
+
+        state = mc.load(path, model, optimizer, scheduler)
+        mc.fit(..., initial_epoch=state["epoch"], history=state["history"])
+
+    gives the same result as a run that never stopped.
+    """
+    from .checkpoint import save  # here, not at the top: checkpoint imports this module
+
+    if int(epochs) < int(initial_epoch):
+        raise ValueError(f"epochs ({epochs}) must be >= initial_epoch ({initial_epoch})")
+    if len(train_loader) == 0:
+        raise ValueError("the training loader gives no batches (dataset smaller than batch_size with drop_last?)")
+    loss_fn = loss_fn or F.cross_entropy
+    history = history if history is not None else History()
+    device = _model_device(model)
+    for epoch in range(int(initial_epoch), int(epochs)):
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)  # the epoch's shuffle and augmentation depend only on its number
+        model.train()
+        bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose else None
+        total_loss, errors1, errors5, count = 0.0, 0, 0, 0
+        start = time.perf_counter()
+        for b, (images, labels) in enumerate(train_loader):
+            _check_batch(images, labels, ten_crop=False)
+            logits = model(Tensor(images).to(device))
+            loss = loss_fn(logits, labels)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} in epoch {epoch + 1}, batch {b + 1}: "
+                                         "try a smaller learning rate")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            n = len(labels)
+            e1, e5 = topk_errors(logits.numpy(), labels)
+            total_loss, errors1, errors5, count = total_loss + value * n, errors1 + e1, errors5 + e5, count + n
+            if bar:
+                bar.update(b + 1, f"loss {total_loss / count:.4f} top-1 err {errors1 / count:.2%}")
+        train = Evaluation(total_loss / count, errors1 / count, errors5 / count)
+        val = evaluate(model, val_loader) if val_loader is not None else Evaluation(None, None, None)
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
+        if scheduler is not None:
+            scheduler.step(val.top1_error if val_loader is not None else train.loss)
+        history.append(epoch=epoch + 1, lr=lr, seconds=time.perf_counter() - start,
+                       train_loss=train.loss, train_top1=train.top1_error, train_top5=train.top5_error,
+                       val_loss=val.loss, val_top1=val.top1_error, val_top5=val.top5_error)
+        if bar:
+            text = f"loss {train.loss:.4f} top-1 err {train.top1_error:.2%} lr {lr:g}"
+            if val_loader is not None:
+                text += f" | val loss {val.loss:.4f} top-1 err {val.top1_error:.2%} top-5 err {val.top5_error:.2%}"
+            bar.finish(text)
+        if checkpoint is not None:
+            save(checkpoint, model, optimizer, scheduler=scheduler, epoch=epoch + 1, history=history,
+                 extra=checkpoint_extra)
+    return history
