@@ -68,11 +68,17 @@ class KernelBackend:
         return self.xp.ascontiguousarray(a)
 
     def _inplace(self, op, name, a, dtype):
-        """Optimizer state is updated in place, so it cannot be copied: it must already fit."""
-        if not isinstance(a, self.xp.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
-            raise TypeError(f"{op}: argument '{name}' must be a C-contiguous {dtype} array "
-                            f"on {self.device_name} (it is updated in place)")
-        return a
+        """An array the kernel updates in place (optimizer state), as a contiguous array
+        of dtype; when that takes a copy, _write_back puts the result where it belongs."""
+        if not isinstance(a, self.xp.ndarray) or a.dtype != dtype:
+            raise TypeError(f"{op}: argument '{name}' must be a {dtype} array on {self.device_name}, "
+                            f"got {getattr(a, 'dtype', type(a).__name__)}")
+        return self.xp.ascontiguousarray(a)
+
+    @staticmethod
+    def _write_back(original, work):
+        if work is not original:
+            original[...] = work
 
     def _chunk(self, n, cols_per_image):
         """How many images one im2col chunk holds (at least one)."""
@@ -311,26 +317,30 @@ class KernelBackend:
     # ------------------------------------------------------------------ optimizer updates
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):
         op = "sgd_update"
-        self._inplace(op, "param", param, param.dtype)
-        grad = self._array(op, "grad", grad, param.dtype)
         if velocity is None:
             if momentum != 0:
                 raise ValueError(f"{op}: momentum {momentum} needs a velocity buffer")
             velocity = param            # never read nor written when momentum is 0
-        self._inplace(op, "velocity", velocity, param.dtype)
-        self.loader.run("sgd_update", param.size, param, grad, velocity, float(lr), float(momentum),
+        p = self._inplace(op, "param", param, param.dtype)
+        v = p if velocity is param else self._inplace(op, "velocity", velocity, param.dtype)
+        grad = self._array(op, "grad", grad, param.dtype)
+        self.loader.run("sgd_update", p.size, p, grad, v, float(lr), float(momentum),
                         float(weight_decay), int(bool(nesterov)))
+        self._write_back(param, p)
+        self._write_back(velocity, v)
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         op = "adam_update"
-        self._inplace(op, "param", param, param.dtype)
+        p = self._inplace(op, "param", param, param.dtype)
+        mw = self._inplace(op, "m", m, param.dtype)
+        vw = self._inplace(op, "v", v, param.dtype)
         grad = self._array(op, "grad", grad, param.dtype)
-        self._inplace(op, "m", m, param.dtype)
-        self._inplace(op, "v", v, param.dtype)
         # the same double-precision scalars as the NumPy reference computes
-        self.loader.run("adam_update", param.size, param, grad, m, v, float(lr), float(beta1), float(beta2),
+        self.loader.run("adam_update", p.size, p, grad, mw, vw, float(lr), float(beta1), float(beta2),
                         1.0 - beta1, 1.0 - beta2, 1.0 - beta1 ** step, 1.0 - beta2 ** step,
                         float(eps), float(weight_decay))
+        for original, work in ((param, p), (m, mw), (v, vw)):
+            self._write_back(original, work)
 
 
 INTERFACE = (
