@@ -383,3 +383,68 @@ def test_set_cpu_backend_selects_host_module():
     finally:
         mc.set_cpu_backend("reference")
     assert backends.for_array(np.zeros(1)) is R
+
+
+# --------------------------------------------------------------------------- the pybind11 loader's GEMM mapping, without a GPU
+class _CublasModel:
+    """minicnn._cuda's gemm_<dtype>, modelled in NumPy on raw host pointers, down to the
+    column-major cublas<T>gemmStridedBatched call it makes (operands swapped, ops kept)."""
+
+    def __init__(self, dtype):
+        self.ctype = {np.float32: "c_float", np.float64: "c_double"}[dtype]
+
+    def _matrix(self, address, rows, cols, ld):
+        """A column-major rows x cols matrix with leading dimension ld, as a writable NumPy view."""
+        import ctypes
+        span = (cols - 1) * ld + rows
+        flat = np.ctypeslib.as_array((getattr(ctypes, self.ctype) * span).from_address(address))
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (flat.itemsize, flat.itemsize * ld))
+
+    def cublas(self, op_a, op_b, m, n, k, A, lda, sa, B, ldb, sb, C, ldc, sc, batch):
+        size = np.dtype(getattr(np, "float32" if self.ctype == "c_float" else "float64")).itemsize
+        for i in range(batch):
+            a = self._matrix(A + i * sa * size, *((k, m) if op_a else (m, k)), lda)
+            b = self._matrix(B + i * sb * size, *((n, k) if op_b else (k, n)), ldb)
+            c = self._matrix(C + i * sc * size, m, n, ldc)
+            c[...] = (a.T if op_a else a) @ (b.T if op_b else b)
+
+    def gemm(self, trans_a, trans_b, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, stream):
+        # src/cuda_module.cu: row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T
+        self.cublas(trans_b, trans_a, N, M, K, B, ldb, sb, A, lda, sa, C, ldc, sc, batch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pybind11_loader_gemm_mapping_on_a_cublas_model(dtype):
+    import types
+    from minicnn.backends.cuda import Pybind11Loader
+
+    loader = object.__new__(Pybind11Loader)          # no CuPy, no GPU: NumPy arrays and host pointers
+    loader.cp = types.SimpleNamespace(ndarray=np.ndarray)
+    model = _CublasModel(dtype)
+    loader.ext = types.SimpleNamespace(**{f"gemm_{np.dtype(dtype).name}": model.gemm})
+    loader.pointer = lambda a: a.ctypes.data
+    loader.stream = lambda: 0
+    rng = np.random.default_rng(0)
+    n, g, og, k, L = 3, 2, 4, 5, 6
+    w = randn(rng, (g, og, k), dtype)
+    cols = randn(rng, (n, g, k, L), dtype)
+    dy = randn(rng, (n, g, og, L), dtype)
+    tol = TOL[dtype]
+    # the three conv GEMMs, on the same strided group views KernelBackend passes
+    y = np.zeros((n, g, og, L), dtype)
+    dcols = np.zeros((n, g, k, L), dtype)
+    dw = np.zeros((n, g, og, k), dtype)
+    for gi in range(g):
+        loader.gemm(w[gi], cols[:, gi], y[:, gi], False, False)
+        loader.gemm(w[gi], dy[:, gi], dcols[:, gi], True, False)
+        loader.gemm(dy[:, gi], cols[:, gi], dw[:, gi], False, True)
+    np.testing.assert_allclose(y, np.matmul(w[None], cols), **tol)
+    np.testing.assert_allclose(dcols, np.matmul(np.swapaxes(w, 1, 2)[None], dy), **tol)
+    np.testing.assert_allclose(dw, np.matmul(dy, np.swapaxes(cols, 2, 3)), **tol)
+    # the linear GEMMs, unbatched
+    x, wl, d = randn(rng, (7, 9), dtype), randn(rng, (4, 9), dtype), randn(rng, (7, 4), dtype)
+    for a, b, ta, tb, expected in ((x, wl, False, True, x @ wl.T), (d, wl, False, False, d @ wl),
+                                   (d, x, True, False, d.T @ x)):
+        out = np.zeros(expected.shape, dtype)
+        loader.gemm(a, b, out, ta, tb)
+        np.testing.assert_allclose(out, expected, **tol)

@@ -172,9 +172,13 @@ class Pybind11Loader(_CupyLoader):
     def stream(self):
         return self.cp.cuda.get_current_stream().ptr
 
+    @staticmethod
+    def pointer(a):
+        return a.data.ptr
+
     def run(self, kernel, count, *args):
         dtype = float_dtype_of(args)
-        plain = [a.data.ptr if isinstance(a, self.cp.ndarray) else (int(a) if isinstance(a, np.integer) else a)
+        plain = [self.pointer(a) if isinstance(a, self.cp.ndarray) else (int(a) if isinstance(a, np.integer) else a)
                  for a in args]
         getattr(self.ext, f"{kernel}_{dtype.name}")(int(count), *plain, self.stream())
         self._check(kernel)
@@ -201,7 +205,7 @@ class Pybind11Loader(_CupyLoader):
         batch = out.shape[0] if out.ndim == 3 else 1
         getattr(self.ext, f"gemm_{dtype.name}")(
             bool(trans_a), bool(trans_b), m, n, k,
-            a.data.ptr, lda, sa, b.data.ptr, ldb, sb, out.data.ptr, ldc, sc, batch, self.stream())
+            self.pointer(a), lda, sa, self.pointer(b), ldb, sb, self.pointer(out), ldc, sc, batch, self.stream())
         self._check("gemm")
 
 
