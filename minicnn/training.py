@@ -31,6 +31,8 @@ def topk_errors(probs_or_logits, labels, ks=(1, 5)):
     classes every label is among the top k (an error count of 0).
     """
     scores = np.asarray(probs_or_logits)
+    if scores.ndim == 2 and scores.shape[1] == 1:  # one logit z (a binary head) ranks like two logits (0, z)
+        scores = np.concatenate([np.zeros_like(scores), scores], axis=1)
     labels = np.asarray(labels)
     # rank of the true class = how many classes score strictly higher than it
     true_scores = scores[np.arange(len(labels)), labels]
@@ -55,13 +57,15 @@ def _check_batch(images, labels, ten_crop):
         raise ValueError(f"a batch has {len(images)} images but {len(labels)} labels")
 
 
-def evaluate(model, loader, ten_crop=False):
+def evaluate(model, loader, ten_crop=False, loss_fn=None):
     """Loss and top-1 / top-5 error of ``model`` on every batch of ``loader``, in eval mode.
 
     ten_crop=True: the loader yields ten views per image (a TenCrop transform,
     batches of shape (N, 10, C, H, W)); the prediction for an image is the mean of
     the softmax over its ten views, as in the paper, and the loss is the cross-
-    entropy of that mean. Returns Evaluation(loss, top1_error, top5_error).
+    entropy of that mean. loss_fn(logits, labels): F.cross_entropy by default; a
+    one-logit (binary) model counts as predicting class 1 when its logit is > 0.
+    Returns Evaluation(loss, top1_error, top5_error).
     """
     was_training = model.training
     model.eval()
@@ -81,7 +85,7 @@ def evaluate(model, loader, ten_crop=False):
                     scores = probs
                 else:
                     logits = model(Tensor(images).to(device))
-                    total_loss += F.cross_entropy(logits, labels).item() * n
+                    total_loss += (loss_fn or F.cross_entropy)(logits, labels).item() * n
                     scores = logits.numpy()
                 e1, e5 = topk_errors(scores, labels)
                 errors1, errors5, count = errors1 + e1, errors5 + e5, count + n
@@ -237,7 +241,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             if bar:
                 bar.update(b + 1, f"loss {total_loss / count:.4f} top-1 err {errors1 / count:.2%}")
         train = Evaluation(total_loss / count, errors1 / count, errors5 / count)
-        val = evaluate(model, val_loader) if val_loader is not None else Evaluation(None, None, None)
+        val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else Evaluation(None, None, None)
         lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
         if scheduler is not None:
             scheduler.step(val.top1_error if val_loader is not None else train.loss)
