@@ -241,25 +241,28 @@ def test_alexnet_training_step_cuda_equals_cpu(loader):
     def step(device):
         mc.manual_seed(0)
         model = mc.models.alexnet(num_classes=1000)
+        before = model.state_dict()
         model.train()
         model.to(device)
         rng = np.random.default_rng(0)
         images = mc.Tensor(rng.standard_normal((4, 3, 227, 227)).astype(np.float32)).to(device)
         labels = np.array([1, 10, 100, 999])
         optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        mc.manual_seed(1)                   # the dropout seeds
+        mc.manual_seed(1)                   # the dropout seeds: the same masks on both devices
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         grads = {name: cpu(p.grad) for name, p in model.named_parameters()}
         optimizer.step()
-        return float(loss.numpy()), grads, model.state_dict()
+        after = model.state_dict()
+        return float(loss.numpy()), grads, {name: after[name] - before[name] for name in after}
 
-    loss_gpu, grads_gpu, state_gpu = step("cuda")
-    loss_cpu, grads_cpu, state_cpu = step("cpu")
+    loss_gpu, grads_gpu, update_gpu = step("cuda")
+    loss_cpu, grads_cpu, update_cpu = step("cpu")
     assert abs(loss_gpu - loss_cpu) <= 1e-4 * max(1.0, abs(loss_cpu))
     for name in grads_cpu:
-        scale = np.abs(grads_cpu[name]).max() + 1e-12
-        np.testing.assert_allclose(grads_gpu[name] / scale, grads_cpu[name] / scale, rtol=0, atol=2e-4,
-                                   err_msg=f"gradient of {name}")
-        np.testing.assert_allclose(state_gpu[name], state_cpu[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        # float32 sums in another order: compare on the scale of each tensor's largest entry
+        for what, ours, ref in (("gradient", grads_gpu, grads_cpu), ("SGD update", update_gpu, update_cpu)):
+            scale = np.abs(ref[name]).max() + 1e-20
+            np.testing.assert_allclose(ours[name] / scale, ref[name] / scale, rtol=0, atol=2e-4,
+                                       err_msg=f"{what} of {name}")

@@ -131,3 +131,16 @@ def test_cuda_module_compiles(tmp_path):
                              "-I", find_cublas_include(), str(ROOT / "src" / "cuda_module.cu"),
                              "-o", str(tmp_path / "cuda_module.o")], capture_output=True, text=True)
     assert result.returncode == 0, f"nvcc failed on src/cuda_module.cu:\n{result.stdout}\n{result.stderr}"
+
+
+def test_cuda_module_errors_name_the_kernel():
+    """Without a GPU, a launch through a built minicnn._cuda fails as a RuntimeError naming the kernel."""
+    try:
+        from minicnn import _cuda
+    except ImportError:
+        pytest.skip("minicnn._cuda is not built (MINICNN_BUILD_CUDA=1 pip install -e .)")
+    from minicnn.device import cuda_available
+    if cuda_available():
+        pytest.skip("a GPU is present: tests/test_cuda.py covers the module")
+    with pytest.raises(RuntimeError, match="kernel 'relu_forward' failed"):
+        _cuda.relu_forward_float32(1, 0, 0, 0.0, 0)
