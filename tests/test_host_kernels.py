@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 _host = pytest.importorskip("minicnn._host", reason="minicnn._host is not built (pip install -e .)")
 
 import minicnn as mc  # noqa: E402
+import minicnn.functional as F  # noqa: E402
 from minicnn.backends import host, reference as R  # noqa: E402
 from minicnn.backends.reference import output_size  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
@@ -340,7 +341,6 @@ def test_host_backend_copies_non_contiguous_and_rejects_bad_dtypes():
 
 
 # --------------------------------------------------------------------------- through minicnn.functional
-F = pytest.importorskip("minicnn.functional")
 
 
 def _small_net_step(dtype, backend):
