@@ -97,10 +97,10 @@ def train_command(args):
     from . import visualize
 
     device = choose_device(args.device)
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
     mc.manual_seed(args.seed)
     train, test, recipe, channels = prepare(args.dataset, args.model, args.seed)
+    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
     normalize = D.fit_normalize(train, max_images=5000, seed=args.seed)
     lighting = D.fit_pca_lighting(train, max_images=2000, seed=args.seed) if recipe["photos"] and channels == 3 else None
     train_tf, test_tf, _ = make_transforms(recipe, normalize, lighting)

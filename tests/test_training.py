@@ -1,0 +1,138 @@
+"""fit, evaluate, History, the pictures, and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.data as D
+from minicnn import cli, nn, optim, visualize
+from minicnn.training import topk_errors
+
+
+def test_topk_errors_by_hand():
+    scores = np.array([[0.1, 0.5, 0.2, 0.0, 0.0, 0.0, 0.3],    # label 1 is the top class
+                       [0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],    # label 1 is the last: wrong even in top 5
+                       [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.0]])   # label 2 is 4th: a top-5 hit, a top-1 miss
+    assert topk_errors(scores, [1, 1, 2]) == [2, 1]
+    assert topk_errors(np.array([[0.2, 0.8]]), [0], ks=(1, 5)) == [1, 0]  # 2 classes: always in the top 5
+
+
+class Fixed(nn.Module):
+    """A 'model' whose logits are the mean of each input channel: evaluate's arithmetic by hand."""
+
+    def forward(self, x):
+        return x.mean(axis=(2, 3))
+
+
+def test_evaluate_by_hand():
+    images = np.zeros((4, 3, 2, 2), np.float32)
+    images[0, 0] = 2.0   # predicts class 0
+    images[1, 1] = 2.0   # predicts class 1
+    images[2, 2] = 2.0   # predicts class 2
+    images[3, 0] = 2.0   # predicts class 0
+    labels = np.array([0, 1, 0, 0])
+    loader = D.DataLoader(D.ArrayDataset(images, labels, classes=["a", "b", "c"]), batch_size=3)
+    loss, top1, top5 = mc.evaluate(Fixed(), loader)
+    logits = images.mean(axis=(2, 3))
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert np.isclose(loss, -log_probs[np.arange(4), labels].mean(), rtol=1e-5)
+    assert top1 == 0.25 and top5 == 0.0
+
+
+def test_ten_crop_evaluate_averages_the_softmax_of_the_ten_views():
+    g = np.random.default_rng(0)
+    images = g.normal(size=(5, 3, 6, 6)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1])
+    ds = D.ArrayDataset(images, labels, classes=["a", "b", "c"])
+    loss, top1, _ = mc.evaluate(Fixed(), D.DataLoader(ds, 2, transform=D.TenCrop(4)), ten_crop=True)
+    probs = []
+    for image in images:
+        views = D.TenCrop(4)(image).mean(axis=(2, 3))        # (10, classes) logits
+        p = np.exp(views) / np.exp(views).sum(axis=1, keepdims=True)
+        probs.append(p.mean(axis=0))
+    probs = np.array(probs)
+    assert np.isclose(loss, -np.log(probs[np.arange(5), labels]).mean(), rtol=1e-5)
+    assert top1 == np.mean(probs.argmax(axis=1) != labels)
+    with pytest.raises(ValueError, match="TenCrop"):
+        mc.evaluate(Fixed(), D.DataLoader(ds, 2), ten_crop=True)
+    with pytest.raises(ValueError, match="ten_crop=True"):
+        mc.evaluate(Fixed(), D.DataLoader(ds, 2, transform=D.TenCrop(4)))
+
+
+def small_digits():
+    train, test = D.digits()
+    return D.Subset(train, range(300)), D.Subset(test, range(100))
+
+
+def test_fit_learns_digits_and_records_the_history(tmp_path):
+    mc.manual_seed(0)
+    train, test = small_digits()
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Dropout(0.2), nn.Linear(8 * 4 * 4, 10))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    history = mc.fit(model, D.DataLoader(train, 20, shuffle=True, seed=0), 8, opt,
+                     val_loader=D.DataLoader(test, 50), scheduler=optim.StepLR(opt, 6), verbose=False)
+    assert history.epoch == list(range(1, 9))
+    assert history.lr == [0.1] * 6 + [pytest.approx(0.01)] * 2
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert history.val_top1[-1] < 0.2 and history.val_top5[-1] <= history.val_top1[-1]
+    assert model.training  # fit leaves the model in training mode; evaluate restores it
+    assert mc.evaluate(model, D.DataLoader(test, 50)).top1_error == history.val_top1[-1]
+    path = tmp_path / "curves.png"
+    history.plot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mc.History.from_dict(json.loads(json.dumps(history.to_dict()))).to_dict() == history.to_dict()
+
+
+def test_fit_without_validation_and_a_nan_loss():
+    mc.manual_seed(0)
+    train, _ = small_digits()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    history = mc.fit(model, D.DataLoader(train, 50), 1, opt, verbose=False)
+    assert history.val_loss == [None]
+    model[1].weight.data[0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
+        mc.fit(model, D.DataLoader(train, 50), 1, opt, verbose=False)
+
+
+def test_pictures(tmp_path):
+    model = mc.models.alexnet_small(num_classes=10, in_channels=3, input_size=24)
+    visualize.conv1_filters(model, str(tmp_path / "filters.png"))
+    grid = visualize.filter_grid(model.conv1.weight.numpy())
+    assert grid.shape == (6 * 6 - 1, 6 * 6 - 1, 3)  # 32 kernels of 5x5 in a 6x6 grid with 1-pixel gaps
+    assert grid.min() == 0.0 and grid.max() == 1.0
+    images = np.random.default_rng(0).random((3, 3, 24, 24)).astype(np.float32)
+    visualize.top5_predictions(model, images, [0, 1, 2], [str(i) for i in range(10)], str(tmp_path / "top5.png"))
+    for name in ("filters.png", "top5.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no convolution"):
+        visualize.conv1_filters(nn.Sequential(nn.Linear(2, 2)), str(tmp_path / "x.png"))
+
+
+def test_cli_train_and_evaluate_on_sklearn_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "--out", str(out)]) == 0
+    for name in ("metrics.json", "checkpoint.npz", "curves.png", "conv1_filters.png", "predictions.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test_top1_error"] <= 1 and 0 <= metrics["test_top5_error"] <= metrics["test_top1_error"]
+    assert len(metrics["history"]["epoch"]) == 1
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "checkpoint.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert f"top-1 error {metrics['test_top1_error']:.2%}" in printed  # the same model, the same test set
+    assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--ten-crop"]) == 0
+    assert "ten-crop" in capsys.readouterr().out
+
+
+def test_cli_summary_and_errors(tmp_path, capsys):
+    assert cli.main(["summary", "alexnet"]) == 0
+    assert "60,965,224" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--epochs", "0"])
+    with pytest.raises(SystemExit, match="unknown dataset"):
+        cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()  # nothing written for a bad command
