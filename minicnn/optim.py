@@ -151,11 +151,14 @@ class SGD(Optimizer):
 
     def step(self):
         for pos, group, p in self._trainable():
-            buffers = self.state.setdefault(pos, {})
-            if "velocity" not in buffers:
-                buffers["velocity"] = p.xp.zeros_like(p.data)
+            velocity = None  # plain SGD (momentum 0) needs no buffer
+            if group["momentum"] != 0:
+                buffers = self.state.setdefault(pos, {})
+                if "velocity" not in buffers:
+                    buffers["velocity"] = p.xp.zeros_like(p.data)
+                velocity = buffers["velocity"]
             backends.for_array(p.data).sgd_update(
-                p.data, p.grad, buffers["velocity"], group["lr"], group["momentum"],
+                p.data, p.grad, velocity, group["lr"], group["momentum"],
                 group["weight_decay"], group["nesterov"])
 
 

@@ -9,6 +9,17 @@ import minicnn as mc
 from minicnn import optim
 
 
+@pytest.fixture(params=["reference", "kernels"], autouse=True)
+def cpu_backend(request):
+    """Every test runs on the NumPy reference and on the csrc kernels compiled for the host."""
+    if request.param == "kernels":
+        pytest.importorskip("minicnn._host", reason="the host kernels are not built (pip install -e .)")
+    previous = mc.get_cpu_backend()
+    mc.set_cpu_backend(request.param)
+    yield request.param
+    mc.set_cpu_backend(previous)
+
+
 def param(values, grad):
     p = mc.Parameter(np.array(values, dtype=np.float64))
     p.grad = np.array(grad, dtype=np.float64)
