@@ -132,7 +132,7 @@ class KernelBackend:
         if need_dx:
             dx = xp.empty_like(x)
         if need_dw:
-            dw = xp.empty((g * og * k,), dtype=x.dtype)
+            dw = xp.zeros((g * og * k,), dtype=x.dtype)             # stays 0 for an empty batch
             per_image = xp.empty((step, g, og, k), dtype=x.dtype)   # dw of each image, then summed
         for n0 in range(0, n, step):
             nc = min(step, n - n0)

@@ -203,6 +203,9 @@ class Pybind11Loader(_CupyLoader):
         m, n, ldc, sc = self._layout(out)
         k = ar if trans_a else ac
         batch = out.shape[0] if out.ndim == 3 else 1
+        if k == 0:                  # an empty sum (e.g. dw of an empty batch) is 0
+            out.fill(0)
+            return
         getattr(self.ext, f"gemm_{dtype.name}")(
             bool(trans_a), bool(trans_b), m, n, k,
             self.pointer(a), lda, sa, self.pointer(b), ldb, sb, self.pointer(out), ldc, sc, batch, self.stream())
