@@ -448,3 +448,142 @@ def test_pybind11_loader_gemm_mapping_on_a_cublas_model(dtype):
         out = np.zeros(expected.shape, dtype)
         loader.gemm(a, b, out, ta, tb)
         np.testing.assert_allclose(out, expected, **tol)
+
+
+# --------------------------------------------------------------------------- both CUDA loaders' Python side, on the host kernels
+def _fake_cupy():
+    """NumPy dressed as CuPy, for the parts of CuPy the loaders use."""
+    import types
+    fake = types.ModuleType("fake_cupy")
+    fake.__dict__.update({k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    stream = types.SimpleNamespace(ptr=0, synchronize=lambda: None)
+    fake.cuda = types.SimpleNamespace(driver=types.SimpleNamespace(CUDADriverError=RuntimeError),
+                                      get_current_stream=lambda: stream)
+    return fake
+
+
+class _FakeRawModule:
+    """cupy.RawModule's stand-in: get_function("im2col<float>") gives a launcher that checks
+    the arguments are typed as the kernel declares them (CuPy passes no type information)
+    and runs the host build of that kernel."""
+
+    launched = set()
+
+    def get_function(self, expression):
+        name, ctype = expression[:-1].split("<")
+        t = {"float": np.float32, "double": np.float64}[ctype]
+        function = kernel(name, t)
+
+        def launch(grid, block, args):
+            assert grid[0] >= 1 and block[0] >= 1
+            assert isinstance(args[0], np.int64), "count must be an int64 (mc_index)"
+            for a in args[1:]:
+                assert isinstance(a, (np.ndarray, np.int64, np.uint32, t)), f"{expression}: badly typed {a!r}"
+                assert not isinstance(a, np.floating) or isinstance(a, t), f"{expression}: {a!r} is not a {ctype}"
+            _FakeRawModule.launched.add(name)
+            function(*args)
+        return launch
+
+
+class _FakeCudaExtension:
+    """minicnn._cuda's stand-in: pointers (host addresses here) are mapped back to the
+    arrays they came from, and the host build of the kernel runs; GEMMs use the cuBLAS model."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def pointer(self, a):
+        self.arrays[a.ctypes.data] = a       # the latest array at an address is the one passed now
+        return a.ctypes.data
+
+    def __getattr__(self, name):
+        if name.startswith("gemm_"):
+            return _CublasModel(np.dtype(name[5:]).type).gemm
+        function = getattr(_host, name)
+
+        def call(*args):
+            *args, stream = args
+            assert stream == 0
+            function(*[self.arrays[a] if isinstance(a, int) and a in self.arrays else a for a in args])
+        return call
+
+
+def _fake_cuda_backend(loader_name):
+    from minicnn.backends import _kernels, cuda
+    fake = _fake_cupy()
+    if loader_name == "rawkernel":
+        loader = object.__new__(cuda.RawKernelLoader)
+        loader.module, loader.functions = _FakeRawModule(), {}
+    else:
+        loader = object.__new__(cuda.Pybind11Loader)
+        loader.ext = _FakeCudaExtension()
+        loader.pointer = loader.ext.pointer
+    loader.cp = loader.xp = fake
+    return _kernels.KernelBackend(loader, "cuda")
+
+
+@pytest.mark.parametrize("loader_name", ["rawkernel", "pybind11"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_loaders_python_side_on_host_kernels(loader_name, dtype):
+    """backends/cuda.py's loaders, with NumPy for CuPy and the host build for the GPU: every op
+    of the interface against the reference. On a GPU tests/test_cuda.py does the real thing."""
+    be = _fake_cuda_backend(loader_name)
+    rng = np.random.default_rng(11)
+    tol = TOL[dtype]
+    x, w, b = randn(rng, (3, 4, 9, 8), dtype), randn(rng, (6, 2, 3, 3), dtype), randn(rng, (6,), dtype)
+    args = ((2, 1), (1, 1), 2)
+    y = be.conv2d_forward(x, w, b, *args)
+    np.testing.assert_allclose(y, R.conv2d_forward(x, w, b, *args), **tol)
+    dy = randn(rng, y.shape, dtype)
+    for ours, ref in zip(be.conv2d_backward(x, w, dy, *args), R.conv2d_backward(x, w, dy, *args)):
+        np.testing.assert_allclose(ours, ref, **tol)
+    xl, wl, bl, dyl = randn(rng, (5, 7), dtype), randn(rng, (3, 7), dtype), randn(rng, (3,), dtype), randn(rng, (5, 3), dtype)
+    np.testing.assert_allclose(be.linear_forward(xl, wl, bl), R.linear_forward(xl, wl, bl), **tol)
+    for ours, ref in zip(be.linear_backward(xl, wl, dyl), R.linear_backward(xl, wl, dyl)):
+        np.testing.assert_allclose(ours, ref, **tol)
+    pool = ((3, 3), (2, 2), (1, 1))
+    y, argmax = be.max_pool2d_forward(x, *pool)
+    y_ref, argmax_ref = R.max_pool2d_forward(x, *pool)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    dyp = randn(rng, y.shape, dtype)
+    np.testing.assert_array_equal(be.max_pool2d_backward(dyp, argmax, x.shape, *pool),
+                                  R.max_pool2d_backward(dyp, argmax_ref, x.shape, *pool))
+    np.testing.assert_allclose(be.avg_pool2d_forward(x, *pool), R.avg_pool2d_forward(x, *pool), **tol)
+    np.testing.assert_allclose(be.avg_pool2d_backward(dyp, x.shape, *pool), R.avg_pool2d_backward(dyp, x.shape, *pool),
+                               **tol)
+    y, scale = be.lrn_forward(x, 3, 0.5, 0.75, 1.0)
+    y_ref, scale_ref = R.lrn_forward(x, 3, dtype(0.5), dtype(0.75), dtype(1.0))
+    np.testing.assert_allclose(y, y_ref, **tol)
+    dyx = randn(rng, x.shape, dtype)
+    np.testing.assert_allclose(be.lrn_backward(x, y, scale, dyx, 3, 0.5, 0.75, 1.0),
+                               R.lrn_backward(x, y_ref, scale_ref, dyx, 3, dtype(0.5), dtype(0.75), dtype(1.0)),
+                               rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+    np.testing.assert_array_equal(be.relu_forward(x, 0.1), R.relu_forward(x, 0.1))
+    np.testing.assert_array_equal(be.relu_backward(x, dyx, 0.1), R.relu_backward(x, dyx, 0.1))
+    threshold, dscale = R.dropout_threshold_and_scale(0.4, np.dtype(dtype))
+    np.testing.assert_array_equal(be.dropout_forward(x, threshold, dscale, 77), R.dropout_forward(x, threshold, dscale, 77))
+    np.testing.assert_array_equal(be.dropout_backward(dyx, threshold, dscale, 77),
+                                  R.dropout_backward(dyx, threshold, dscale, 77))
+    logits, labels = randn(rng, (4, 6), dtype), np.array([0, 5, 2, 2])
+    loss, probs = be.softmax_cross_entropy_forward(logits, labels)
+    loss_ref, probs_ref = R.softmax_cross_entropy_forward(logits, labels)
+    np.testing.assert_allclose(loss, loss_ref, **tol)
+    np.testing.assert_allclose(be.softmax_cross_entropy_backward(probs, labels, np.array(0.5, dtype)),
+                               R.softmax_cross_entropy_backward(probs_ref, labels, dtype(0.5)), **tol)
+    p, g, v = randn(rng, (10,), dtype), randn(rng, (10,), dtype), np.zeros(10, dtype)
+    p_ref, v_ref = p.copy(), v.copy()
+    be.sgd_update(p, g, v, 0.1, 0.9, 1e-3, True)
+    R.sgd_update(p_ref, g, v_ref, 0.1, 0.9, 1e-3, True)
+    np.testing.assert_array_equal(p, p_ref)
+    m, v2 = np.zeros(10, dtype), np.zeros(10, dtype)
+    m_ref, v2_ref = m.copy(), v2.copy()
+    be.adam_update(p, g, m, v2, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    R.adam_update(p_ref, g, m_ref, v2_ref, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    np.testing.assert_array_equal(p, p_ref)
+
+
+def test_every_kernel_is_known_to_the_cuda_loaders():
+    """cuda.KERNELS (what NVRTC instantiates) lists exactly the kernels minicnn._host binds."""
+    from minicnn.backends.cuda import KERNELS
+    bound = {name.rsplit("_", 1)[0] for name in dir(_host) if name.endswith("_float32")}
+    assert bound == set(KERNELS)
