@@ -9,6 +9,7 @@ template <typename T>
 MC_KERNEL im2col(mc_index count, const T* x, T* cols, mc_index C, mc_index H, mc_index W,
                  mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index ph, mc_index pw,
                  mc_index OH, mc_index OW) {
+    (void)C;   // same geometry arguments as col2im; here the plane n*C + c is used whole
     // each i is one column entry (n, c, ki, kj, oy, ox) in row-major order
     MC_GRID_LOOP(i, count) {
         mc_index ox = i % OW;
