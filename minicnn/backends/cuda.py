@@ -111,7 +111,7 @@ class RawKernelLoader(_CupyLoader):
         super().__init__()
         names = [f"{k}<{t}>" for k in KERNELS for t in CTYPES.values()]
         # compiled lazily by CuPy on the first get_function
-        self.module = self.cp.RawModule(code=kernel_source(), options=("--std=c++14",), name_expressions=names)
+        self.module = self.cp.RawModule(code=kernel_source(), name_expressions=names)
         self.functions = {}
 
     def function(self, kernel, dtype):
