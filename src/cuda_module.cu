@@ -107,6 +107,10 @@ static void gemm(bool trans_a, bool trans_b, long long M, long long N, long long
                  std::uintptr_t C, long long ldc, long long stride_c, long long batch,
                  std::uintptr_t stream_ptr) {
     if (M == 0 || N == 0 || batch == 0) return;
+    const long long int_max = 2147483647LL;    // cuBLAS takes sizes and leading dimensions as int
+    if (M > int_max || N > int_max || K > int_max || lda > int_max || ldb > int_max || ldc > int_max ||
+        batch > int_max)
+        throw std::runtime_error("minicnn._cuda: gemm sizes exceed cuBLAS's 32-bit int arguments");
     cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_ptr);
     cublasHandle_t handle = cublas_handle();
     check_cublas(cublasSetStream(handle, stream), "cublasSetStream", stream);
