@@ -134,9 +134,8 @@ def train_command(args):
         json.dump(metrics, f, indent=2)
     history.plot(os.path.join(out, "curves.png"))
     visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"))
-    images, labels = D.stack(D.Subset(test, range(6)))
-    test_view = D.Compose(test_tf.transforms)
-    visualize.top5_predictions(model, np.stack([test_view(im) for im in images]), labels, train.classes,
+    images, labels = D.stack(D.Subset(test, range(6)))  # the first six test images, as the model sees them
+    visualize.top5_predictions(model, np.stack([test_tf(im) for im in images]), labels, train.classes,
                                os.path.join(out, "predictions.png"))
     print(f"test top-1 error {result.top1_error:.2%}, top-5 error {result.top5_error:.2%} "
           f"({len(test)} images; training took {train_seconds:.0f} s)")
@@ -155,7 +154,7 @@ def evaluate_command(args):
     if missing:
         raise SystemExit(f"error: {args.checkpoint} was not written by 'python -m minicnn train' "
                          f"(its extra lacks {missing}); load it with mc.load in Python instead")
-    train, test, recipe, channels = prepare(extra["dataset"], extra["model"], extra["seed"])
+    _, test, _, _ = prepare(extra["dataset"], extra["model"], extra["seed"])  # the same held-out images
     normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
     _, test_tf, ten_tf = make_transforms(extra["recipe"], normalize)
     model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])

@@ -234,8 +234,8 @@ def test_mnist5k_is_a_fixed_4000_1000_split_of_real_digits():
     assert set(np.intersect1d(train.indices, test.indices)) == set()
     labels = np.array([test[i][1] for i in range(len(test))])
     assert set(labels) == set(range(10))
-    train2, test2 = D.mnist5k()
-    np.testing.assert_array_equal(test.indices, test2.indices)  # the same held-out digits every time
+    # the same held-out digits on every run and machine (a fixed seed, not the global RNG)
+    assert test.indices[:6].tolist() == [3, 6, 8, 9, 16, 19] and train.indices[:3].tolist() == [0, 1, 2]
 
 
 def test_sklearn_digits():
@@ -295,8 +295,10 @@ def test_a_truncated_image_is_an_error_naming_the_file_or_skipped_on_request(tmp
     ds = D.image_folder(str(root), image_size=(16, 16))
     with pytest.raises(ValueError, match="broken.jpg"):
         ds[ds.files.index(str(bad))]
+    with pytest.raises(ValueError, match=r"cannot read image .*(broken\.jpg|fake\.png)"):
+        list(D.DataLoader(ds, 4))  # through the prefetch thread too
     with pytest.raises(ValueError, match="fake.png"):
-        list(D.DataLoader(ds, 4))
+        ds[ds.files.index(str(root / "things" / "fake.png"))]
     with pytest.warns(UserWarning) as caught:
         skipping = D.image_folder(str(root), image_size=(16, 16), on_error="skip")
     messages = " ".join(str(w.message) for w in caught)
