@@ -19,6 +19,19 @@ def _paper_init(model, biases_one):
             layer.bias.data = np.full(layer.bias.shape, 1.0 if name in biases_one else 0.0, dtype=np.float32)
 
 
+def _he_init(model):
+    """He et al. (2015) initialisation: weights ~ N(0, 2 / fan_in), biases 0. It keeps the
+    scale of ReLU activations from layer to layer, so the small network below starts to
+    learn in its first epoch with the paper's SGD (lr 0.02, momentum 0.9); with PyTorch's
+    default uniform initialisation it stayed at chance (loss 2.30) for two epochs on mnist5k."""
+    rng = _random.generator()
+    for name, layer in model.named_children():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            fan_in = int(np.prod(layer.weight.shape[1:]))
+            layer.weight.data = (rng.normal(0.0, 1.0, size=layer.weight.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            layer.bias.data = np.zeros(layer.bias.shape, dtype=np.float32)
+
+
 def alexnet(num_classes=1000, include_top=True):
     """The paper's two-tower AlexNet on 3x227x227 inputs (60,965,224 parameters for 1000 classes).
 
@@ -57,13 +70,14 @@ def alexnet_small(num_classes=10, in_channels=1, input_size=28, include_top=True
     Children are named like alexnet()'s."""
     if not isinstance(input_size, (int, np.integer)) or input_size < 15:
         raise ValueError(f"alexnet_small: input_size must be an int >= 15, got {input_size!r}")
-    side = input_size                      # 5x5 pad 2 keeps the size; each pool is 3/2
+    side = input_size                      # the convolutions keep the size; each pool is 3/2
     for _ in range(3):
         side = output_size(side, 3, 2, 0)
     layers = [
         ("conv1", nn.Conv2d(in_channels, 32, 5, padding=2)), ("relu1", nn.ReLU()),
         ("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)), ("pool1", nn.MaxPool2d(3, 2)),
-        ("conv2", nn.Conv2d(32, 64, 5, padding=2, groups=2)), ("relu2", nn.ReLU()),
+        # 3x3 where the paper has 5x5: a digit needs less reach, and the NumPy step is ~1.5x faster
+        ("conv2", nn.Conv2d(32, 64, 3, padding=1, groups=2)), ("relu2", nn.ReLU()),
         ("norm2", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)), ("pool2", nn.MaxPool2d(3, 2)),
         ("conv3", nn.Conv2d(64, 96, 3, padding=1)), ("relu3", nn.ReLU()),
         ("conv4", nn.Conv2d(96, 96, 3, padding=1, groups=2)), ("relu4", nn.ReLU()),
@@ -73,8 +87,11 @@ def alexnet_small(num_classes=10, in_channels=1, input_size=28, include_top=True
     if include_top:
         layers += [
             ("flatten", nn.Flatten()),
-            ("fc6", nn.Linear(64 * side * side, 256)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
-            ("fc7", nn.Linear(256, 256)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
-            ("fc8", nn.Linear(256, num_classes)),
+            # 512 wide: with dropout 0.5 in both, 256 units learned markedly slower on mnist5k
+            ("fc6", nn.Linear(64 * side * side, 512)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
+            ("fc7", nn.Linear(512, 512)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
+            ("fc8", nn.Linear(512, num_classes)),
         ]
-    return nn.Sequential(OrderedDict(layers))
+    model = nn.Sequential(OrderedDict(layers))
+    _he_init(model)
+    return model
