@@ -88,19 +88,24 @@ def count_parameters(model):
 
 
 # --------------------------------------------------------------------------- heads and losses
-def classifier_head(in_channels, num_classes, dropout=0.5):
-    """Global average pooling, dropout and one dense layer: (N, in_channels, H, W) -> logits.
+def classifier_head(in_features, num_classes, dropout=0.5, pool="avg"):
+    """Global average pooling, dropout and one dense layer: (N, C, H, W) features -> logits.
 
+    pool="avg" (the default) averages each of the C channels over the image, so
+    in_features = C and any input size works; pool="flatten" keeps where things are,
+    in_features = C*H*W (for small feature maps, such as digits', where position matters).
     Two classes get ONE logit (the log-odds of class 1, trained with binary
     cross-entropy); more classes get one logit per class (softmax cross-entropy).
     """
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"classifier_head: num_classes must be an int >= 2, got {num_classes!r}")
+    if pool not in ("avg", "flatten"):
+        raise ValueError(f"classifier_head: pool must be 'avg' or 'flatten', got {pool!r}")
     outputs = 1 if num_classes == 2 else int(num_classes)
     return nn.Sequential(OrderedDict([
-        ("pool", nn.GlobalAvgPool2d()),
+        ("pool", nn.GlobalAvgPool2d() if pool == "avg" else nn.Flatten()),
         ("dropout", nn.Dropout(dropout)),
-        ("fc", nn.Linear(in_channels, outputs)),
+        ("fc", nn.Linear(in_features, outputs)),
     ]))
 
 
@@ -161,7 +166,19 @@ def _build_named(name, weights_path):
     return base
 
 
-def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train_from=None):
+def _output_shape(base, input_shape):
+    """The shape (without the batch) of the base's output for one (C, H, W) input."""
+    was_training = base.training
+    base.eval()
+    try:
+        with no_grad():
+            return base(Tensor(np.zeros((1,) + tuple(input_shape), np.float32)).to(base.device)).shape[1:]
+    finally:
+        base.train(was_training)
+
+
+def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train_from=None, pool="avg",
+                   input_shape=None):
     """A pretrained base and a new classifier_head in one Sequential with children "base" and "head".
 
     base: a network (a Sequential; its layers are shared, not copied) or the name of one
@@ -170,7 +187,8 @@ def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train
     cut: the last layer of ``base`` to keep (a name or an index); the default keeps it
     all, so cut="pool5" drops a full network's dense layers.
     The base is frozen; train_from names the layer from which to fine-tune instead
-    (see fine_tune_from).
+    (see fine_tune_from). pool: the head's "avg" (global average pooling) or "flatten",
+    which needs the (C, H, W) input_shape to size the dense layer.
     """
     if isinstance(base, str):
         base = _build_named(base, weights)
@@ -186,7 +204,13 @@ def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train
         if index is None or not -len(names) <= index < len(names):
             raise KeyError(f"the base has no layer {cut!r}; its layers are {names}")
         base = base[:int(index) % len(names) + 1]
-    head = classifier_head(_output_channels(base), num_classes, dropout)
+    if pool == "flatten":
+        if input_shape is None:
+            raise ValueError("pool='flatten' needs input_shape=(C, H, W) to size the head's dense layer")
+        in_features = int(np.prod(_output_shape(base, input_shape)))
+    else:
+        in_features = _output_channels(base)
+    head = classifier_head(in_features, num_classes, dropout, pool)
     model = nn.Sequential(OrderedDict([("base", base), ("head", head)]))
     freeze(base)
     if train_from is not None:

@@ -128,6 +128,10 @@ def test_transfer_model_shares_the_pretrained_layers():
     assert not model.base.conv4.weight.requires_grad and model.base.conv5.weight.requires_grad
     by_name = transfer.transfer_model("alexnet_small", num_classes=2)
     assert by_name.head.fc.weight.shape == (1, 64)
+    flat = transfer.transfer_model(pretrained, num_classes=3, cut="relu4", pool="flatten", input_shape=(1, 28, 28))
+    assert flat.head.fc.weight.shape == (3, 96 * 6 * 6) and flat(mc.Tensor(_images(2)[0])).shape == (2, 3)
+    with pytest.raises(ValueError, match="input_shape"):
+        transfer.transfer_model(pretrained, num_classes=3, pool="flatten")
     with pytest.raises(ValueError, match="unknown base"):
         transfer.transfer_model("resnet", num_classes=2)
 
@@ -172,3 +176,20 @@ def test_fit_cached_trains_the_head_only():
     transfer.unfreeze(model.base)
     with pytest.raises(ValueError, match="trainable parameters"):
         transfer.fit_cached(model, x, y, epochs=1, optimizer=optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_one_logit_head_trains_with_fit_and_evaluate():
+    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
+    mc.manual_seed(4)
+    model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=2, cut="pool5", dropout=0.0)
+    x, _ = _images(12)
+    y = (x.mean(axis=(1, 2, 3)) > np.median(x.mean(axis=(1, 2, 3)))).astype(np.int64)
+    history = transfer.fit_cached(model, x, y, epochs=2, optimizer=optim.Adam(model.parameters(), lr=0.01),
+                                  batch_size=4, val=(x, y), verbose=False)
+    assert history.val_top5 == [0.0, 0.0]                  # two classes: the label is always in the top 5
+    wrong = transfer.error_rate(model, x, y)
+    evaluation = mc.evaluate(model, mc.data.DataLoader(mc.data.ArrayDataset(x, y), batch_size=5),
+                             loss_fn=transfer.loss_function(2))
+    assert evaluation.top1_error == pytest.approx(wrong)
+    logits = transfer.extract_features(model, x)
+    assert evaluation.loss == pytest.approx(transfer.binary_cross_entropy_loss(mc.Tensor(logits), y).item(), rel=1e-5)
