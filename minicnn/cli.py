@@ -75,7 +75,7 @@ def make_transforms(recipe, normalize, lighting=None):
         train += [D.RandomHorizontalFlip()] + ([lighting] if lighting is not None else [])
     train += [normalize]
     test = resize + [normalize, D.CenterCrop(crop)]
-    ten = resize + [normalize, D.TenCrop(crop)]
+    ten = resize + [normalize, D.TenCrop(crop, mirror=recipe["photos"])]  # digits: the five unmirrored views
     return D.Compose(train), D.Compose(test), D.Compose(ten)
 
 
@@ -168,7 +168,9 @@ def evaluate_command(args):
     model.to(device)
     loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf)
     result = mc.evaluate(model, loader, ten_crop=args.ten_crop)
-    views = "ten-crop" if args.ten_crop else "centre crop"
+    views = "centre crop"
+    if args.ten_crop:
+        views = "ten-crop" if extra["recipe"]["photos"] else "five-crop (corners and centre; digits are not mirrored)"
     print(f"{extra['model']} on {extra['dataset']} test set ({len(test)} images, {views}, epoch {state['epoch']}): "
           f"loss {result.loss:.4f}, top-1 error {result.top1_error:.2%}, top-5 error {result.top5_error:.2%}")
     return 0
@@ -215,7 +217,9 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", help="test a checkpoint written by 'train'")
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--ten-crop", action="store_true", help="average the ten views of each image (the paper)")
+    evaluate.add_argument("--ten-crop", action="store_true",
+                          help="average the predictions of the four corner crops, the centre crop and their "
+                               "mirrors (the paper; digits are not mirrored)")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     summary = commands.add_parser("summary", help="print a model's layers, shapes, parameters and multiply-adds")

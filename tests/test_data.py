@@ -160,6 +160,7 @@ def test_ten_crop_makes_ten_views_corners_centre_and_mirrors():
     for i, view in enumerate(expected):
         np.testing.assert_array_equal(views[i], view)
         np.testing.assert_array_equal(views[5 + i], view[:, :, ::-1])
+    np.testing.assert_array_equal(D.TenCrop((5, 6), mirror=False)(image), views[:5])  # for digits
 
 
 def test_normalize_and_fit_normalize_give_zero_mean_unit_std():

@@ -206,10 +206,15 @@ class PCALighting:
 
 class TenCrop:
     """The paper's test-time views: the four corner crops and the centre crop, then
-    the same five mirrored. Returns an array of shape (10, C, height, width)."""
+    the same five mirrored. Returns an array of shape (10, C, height, width).
 
-    def __init__(self, size):
+    mirror=False leaves the mirrored five out (shape (5, C, height, width)): for
+    images the network never saw mirrored, such as digits.
+    """
+
+    def __init__(self, size, mirror=True):
         self.size = _pair(size, "TenCrop size")
+        self.mirror = bool(mirror)
 
     def __call__(self, image, rng=None):
         _check_fits(image, self.size, "TenCrop")
@@ -217,11 +222,12 @@ class TenCrop:
         bottom, right = image.shape[1] - h, image.shape[2] - w
         corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
         views = [_crop(image, top, left, h, w) for top, left in corners]
-        views += [v[:, :, ::-1] for v in views]
+        if self.mirror:
+            views += [v[:, :, ::-1] for v in views]
         return np.stack(views).astype(np.float32)
 
     def __repr__(self):
-        return f"TenCrop({self.size})"
+        return f"TenCrop({self.size}, mirror={self.mirror})"
 
 
 # ------------------------------------------------- statistics of a training set
