@@ -136,3 +136,29 @@ def test_cli_summary_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit, match="unknown dataset"):
         cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()  # nothing written for a bad command
+
+
+@pytest.mark.gpu
+def test_a_short_run_on_the_gpu_follows_the_cpu_curve(tmp_path):
+    """The same seed gives the same dropout masks and batches on both devices, so the
+    curves differ only by float32 rounding (cuBLAS sums in another order than NumPy)."""
+    train, test = small_digits()
+    results = {}
+    for device in ("cpu", "cuda"):
+        mc.manual_seed(0)
+        model = mc.models.alexnet_small(num_classes=10, in_channels=1, input_size=16).to(device)
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        resize = D.Resize((16, 16))
+        history = mc.fit(model, D.DataLoader(train, 30, shuffle=True, seed=0, transform=resize), 2, opt,
+                         val_loader=D.DataLoader(test, 50, transform=resize), verbose=False)
+        results[device] = (history, model.state_dict())
+        mc.save(str(tmp_path / f"{device}.npz"), model, opt, epoch=2, history=history)
+    (cpu_history, cpu_weights), (gpu_history, gpu_weights) = results["cpu"], results["cuda"]
+    np.testing.assert_allclose(gpu_history.train_loss, cpu_history.train_loss, rtol=1e-3)
+    np.testing.assert_allclose(gpu_history.val_loss, cpu_history.val_loss, rtol=1e-3)
+    for name, value in cpu_weights.items():
+        np.testing.assert_allclose(gpu_weights[name], value, rtol=1e-3, atol=1e-4, err_msg=name)
+    # a checkpoint written on the GPU loads onto the CPU
+    model = mc.models.alexnet_small(num_classes=10, in_channels=1, input_size=16)
+    mc.load(str(tmp_path / "cuda.npz"), model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    np.testing.assert_array_equal(model.conv1.weight.numpy(), gpu_weights["conv1.weight"])
