@@ -140,7 +140,8 @@ def train_command(args):
     history.plot(os.path.join(out, "curves.png"))
     visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"))
     # six test images spread over the set (datasets are often sorted by class), as the model sees them
-    images, labels = D.stack(D.Subset(test, np.linspace(0, len(test) - 1, 6).astype(int)))
+    picks = np.unique(np.linspace(0, len(test) - 1, min(6, len(test))).astype(int))
+    images, labels = D.stack(D.Subset(test, picks))
     visualize.top5_predictions(model, np.stack([test_tf(im) for im in images]), labels, train.classes,
                                os.path.join(out, "predictions.png"))
     print(f"test top-1 error {result.top1_error:.2%}, top-5 error {result.top5_error:.2%} "
