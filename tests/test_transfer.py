@@ -193,3 +193,17 @@ def test_one_logit_head_trains_with_fit_and_evaluate():
     assert evaluation.top1_error == pytest.approx(wrong)
     logits = transfer.extract_features(model, x)
     assert evaluation.loss == pytest.approx(transfer.binary_cross_entropy_loss(mc.Tensor(logits), y).item(), rel=1e-5)
+
+
+def test_demo_pieces():
+    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
+    from minicnn import transfer_demo
+    labels = np.repeat(np.arange(3), 4)
+    picked = transfer_demo._few_shots(labels, 2, np.random.default_rng(0))
+    assert np.bincount(labels[picked]).tolist() == [2, 2, 2]
+    with pytest.raises(SystemExit, match="fewer than 5 shots"):
+        transfer_demo._few_shots(labels, 5, np.random.default_rng(0))
+    with pytest.raises(SystemExit):
+        transfer_demo._parse(["--shots", "0"])
+    model = transfer_demo.he_init(mc.models.alexnet_small())
+    assert abs(model.conv3.weight.data.std() - np.sqrt(2 / (64 * 9))) < 0.01 and not model.fc6.bias.data.any()
