@@ -52,6 +52,12 @@ def _parse(argv):
     args = p.parse_args(argv)
     if min(args.shots, args.draws, args.face_shots, args.pretrain_epochs) < 1:
         p.error("--shots, --draws, --face-shots and --pretrain-epochs must be >= 1")
+    layers = list(models.alexnet_small(include_top=False)._modules)
+    if args.cut not in layers:
+        p.error(f"--cut {args.cut!r} is not a layer of the small AlexNet's base; choose from {layers}")
+    below = layers[:layers.index(args.cut) + 1]
+    if args.fine_tune_from not in below + ["head"]:
+        p.error(f"--fine-tune-from {args.fine_tune_from!r} must be a layer up to --cut ({below}) or 'head'")
     return args
 
 

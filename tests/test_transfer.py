@@ -203,7 +203,9 @@ def test_demo_pieces():
     assert np.bincount(labels[picked]).tolist() == [2, 2, 2]
     with pytest.raises(SystemExit, match="fewer than 5 shots"):
         transfer_demo._few_shots(labels, 5, np.random.default_rng(0))
-    with pytest.raises(SystemExit):
-        transfer_demo._parse(["--shots", "0"])
+    for bad in (["--shots", "0"], ["--cut", "fc6"], ["--cut", "relu2", "--fine-tune-from", "conv3"]):
+        with pytest.raises(SystemExit):
+            transfer_demo._parse(bad)
+    assert transfer_demo._parse(["--cut", "pool5", "--fine-tune-from", "head"]).cut == "pool5"
     model = transfer_demo.he_init(mc.models.alexnet_small())
     assert abs(model.conv3.weight.data.std() - np.sqrt(2 / (64 * 9))) < 0.01 and not model.fc6.bias.data.any()
