@@ -209,3 +209,15 @@ def test_demo_pieces():
     assert transfer_demo._parse(["--cut", "pool5", "--fine-tune-from", "head"]).cut == "pool5"
     model = transfer_demo.he_init(mc.models.alexnet_small())
     assert abs(model.conv3.weight.data.std() - np.sqrt(2 / (64 * 9))) < 0.01 and not model.fc6.bias.data.any()
+
+
+def test_named_base_loads_torchvision_weights(tmp_path):
+    source = mc.models.alexnet_torchvision(include_top=False)
+    names = {ours: theirs for theirs, ours in mc.weights.TORCHVISION_NAMES["alexnet_torchvision"].items()}
+    state = {f"{names[k.rpartition('.')[0]]}.{k.rpartition('.')[2]}": v for k, v in source.state_dict().items()}
+    np.savez(tmp_path / "alexnet.npz", **state)
+    model = transfer.transfer_model("alexnet_torchvision", num_classes=4, weights=tmp_path / "alexnet.npz")
+    np.testing.assert_array_equal(model.base.conv5.weight.data, source.conv5.weight.data)
+    assert model.head.fc.weight.shape == (4, 256) and transfer.count_parameters(model)[0] == 4 * 256 + 4
+    with pytest.raises(ValueError, match="weights= is for a base given by name"):
+        transfer.transfer_model(source, num_classes=4, weights=tmp_path / "alexnet.npz")
