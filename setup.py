@@ -168,6 +168,8 @@ if isinstance(plan, dict):
 else:
     say(f"skipping minicnn._cuda: {plan}. The CUDA RawKernel loader still works where CuPy is installed.")
 
+TRAIN_REQUIRES = ["mlxtend", "scikit-learn", "scikit-image", "pillow", "matplotlib"]
+
 setup(
     name="minicnn",
     version="0.1.0",
@@ -175,7 +177,12 @@ setup(
     packages=find_packages(include=["minicnn", "minicnn.*"]),
     python_requires=">=3.9",
     install_requires=["numpy>=1.22"],
-    extras_require={"test": ["pytest", "hypothesis"], "cuda": ["cupy-cuda13x"]},
+    extras_require={
+        # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
+        "train": TRAIN_REQUIRES,
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis"],
+        "cuda": ["cupy-cuda13x"],
+    },
     ext_modules=extensions,
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
     zip_safe=False,
