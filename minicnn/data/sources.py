@@ -95,7 +95,7 @@ class ImageFolder(Dataset):
     and bad ones are left out with a warning naming each.
     """
 
-    def __init__(self, root, image_size=(256, 256), color_mode="rgb", on_error="raise", files=None):
+    def __init__(self, root, image_size=(256, 256), color_mode="rgb", on_error="raise"):
         if color_mode not in ("rgb", "grayscale"):
             raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
         if on_error not in ("raise", "skip"):
@@ -110,13 +110,12 @@ class ImageFolder(Dataset):
         self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         if not self.classes:
             raise ValueError(f"image folder {root} has no class sub-folders (expected root/<class>/<image>)")
-        if files is None:
-            files = []
-            for label, name in enumerate(self.classes):
-                folder = os.path.join(root, name)
-                for filename in sorted(os.listdir(folder)):
-                    if filename.lower().endswith(IMAGE_EXTENSIONS):
-                        files.append((os.path.join(folder, filename), label))
+        files = []
+        for label, name in enumerate(self.classes):
+            folder = os.path.join(root, name)
+            for filename in sorted(os.listdir(folder)):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append((os.path.join(folder, filename), label))
         if on_error == "skip":
             files = [(path, label) for path, label in files if self._readable(path)]
         if not files:
