@@ -9,3 +9,14 @@
 #include "dropout.cuh"
 #include "loss.cuh"
 #include "optim.cuh"
+
+// The list of kernels, once: each binding module applies its own X(kernel) to every name
+// (KERNELS in backends/cuda.py is the Python-side list the RawKernel loader compiles).
+#define MC_FOR_EACH_KERNEL(X)                                          \
+    X(im2col); X(col2im); X(bias_forward); X(sum_rows); X(sum_cols);   \
+    X(max_pool_forward); X(max_pool_backward);                         \
+    X(avg_pool_forward); X(avg_pool_backward);                         \
+    X(lrn_forward); X(lrn_backward); X(relu_forward); X(relu_backward); \
+    X(dropout_forward); X(dropout_backward);                           \
+    X(softmax_cross_entropy_forward); X(mean_forward);                 \
+    X(softmax_cross_entropy_backward); X(sgd_update); X(adam_update)

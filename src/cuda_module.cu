@@ -135,26 +135,7 @@ static void gemm(bool trans_a, bool trans_b, long long M, long long N, long long
 
 PYBIND11_MODULE(_cuda, m) {
     m.doc() = "minicnn's csrc kernels compiled by nvcc, and cuBLAS GEMMs, on device pointers";
-    MC_BIND(im2col);
-    MC_BIND(col2im);
-    MC_BIND(bias_forward);
-    MC_BIND(sum_rows);
-    MC_BIND(sum_cols);
-    MC_BIND(max_pool_forward);
-    MC_BIND(max_pool_backward);
-    MC_BIND(avg_pool_forward);
-    MC_BIND(avg_pool_backward);
-    MC_BIND(lrn_forward);
-    MC_BIND(lrn_backward);
-    MC_BIND(relu_forward);
-    MC_BIND(relu_backward);
-    MC_BIND(dropout_forward);
-    MC_BIND(dropout_backward);
-    MC_BIND(softmax_cross_entropy_forward);
-    MC_BIND(mean_forward);
-    MC_BIND(softmax_cross_entropy_backward);
-    MC_BIND(sgd_update);
-    MC_BIND(adam_update);
+    MC_FOR_EACH_KERNEL(MC_BIND);
     m.def("gemm_float32", &gemm<float>);
     m.def("gemm_float64", &gemm<double>);
     m.def("synchronize", [] { check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize", 0); });

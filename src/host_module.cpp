@@ -58,26 +58,7 @@ void def_kernel(py::module_& m, const std::string& pyname, const char* name, voi
 
 PYBIND11_MODULE(_host, m) {
     m.doc() = "minicnn's csrc kernels compiled for the CPU (host emulation of the CUDA grid)";
-    MC_BIND(im2col);
-    MC_BIND(col2im);
-    MC_BIND(bias_forward);
-    MC_BIND(sum_rows);
-    MC_BIND(sum_cols);
-    MC_BIND(max_pool_forward);
-    MC_BIND(max_pool_backward);
-    MC_BIND(avg_pool_forward);
-    MC_BIND(avg_pool_backward);
-    MC_BIND(lrn_forward);
-    MC_BIND(lrn_backward);
-    MC_BIND(relu_forward);
-    MC_BIND(relu_backward);
-    MC_BIND(dropout_forward);
-    MC_BIND(dropout_backward);
-    MC_BIND(softmax_cross_entropy_forward);
-    MC_BIND(mean_forward);
-    MC_BIND(softmax_cross_entropy_backward);
-    MC_BIND(sgd_update);
-    MC_BIND(adam_update);
+    MC_FOR_EACH_KERNEL(MC_BIND);
     // the hash itself, so tests can hold it against backends/reference.py bit for bit
     m.def("dropout_hash", [](unsigned int seed, unsigned long long index) {
         return mc_dropout_hash(seed, index);
