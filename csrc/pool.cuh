@@ -3,6 +3,14 @@
 #pragma once
 #include "common.cuh"
 
+// Along one axis: the outputs o whose window [o*s - p, o*s - p + k) holds position
+// pos are first <= o < end. Both backward passes gather over exactly these outputs.
+MC_HD void mc_covering_outputs(mc_index pos, mc_index k, mc_index s, mc_index p, mc_index out,
+                               mc_index* first, mc_index* end) {
+    *first = (pos + p < k) ? 0 : (pos + p - k) / s + 1;
+    *end = (pos + p) / s + 1 < out ? (pos + p) / s + 1 : out;
+}
+
 // x: (N, C, H, W)  ->  y, argmax: (N, C, OH, OW).
 // argmax = flat index y*W + x of the winner inside its (n, c) plane.
 // One thread per output. Padding never wins: it is skipped, as if it held -inf.
@@ -50,11 +58,9 @@ MC_KERNEL max_pool_backward(mc_index count, const T* dy, const mc_index* argmax,
         mc_index xx = i % W;
         mc_index yy = (i / W) % H;
         mc_index plane = i / (W * H);
-        // outputs oy whose window [oy*sh - ph, oy*sh - ph + kh) holds yy; likewise ox
-        mc_index oy0 = (yy + ph < kh) ? 0 : (yy + ph - kh) / sh + 1;
-        mc_index oy1 = (yy + ph) / sh + 1 < OH ? (yy + ph) / sh + 1 : OH;
-        mc_index ox0 = (xx + pw < kw) ? 0 : (xx + pw - kw) / sw + 1;
-        mc_index ox1 = (xx + pw) / sw + 1 < OW ? (xx + pw) / sw + 1 : OW;
+        mc_index oy0, oy1, ox0, ox1;
+        mc_covering_outputs(yy, kh, sh, ph, OH, &oy0, &oy1);
+        mc_covering_outputs(xx, kw, sw, pw, OW, &ox0, &ox1);
         T sum = T(0);
         // visit those outputs in row-major order, as the reference adds them
         for (mc_index oy = oy0; oy < oy1; ++oy) {
@@ -105,10 +111,9 @@ MC_KERNEL avg_pool_backward(mc_index count, const T* dy, T* dx, mc_index H, mc_i
         mc_index xx = i % W;
         mc_index yy = (i / W) % H;
         mc_index plane = i / (W * H);
-        mc_index oy0 = (yy + ph < kh) ? 0 : (yy + ph - kh) / sh + 1;
-        mc_index oy1 = (yy + ph) / sh + 1 < OH ? (yy + ph) / sh + 1 : OH;
-        mc_index ox0 = (xx + pw < kw) ? 0 : (xx + pw - kw) / sw + 1;
-        mc_index ox1 = (xx + pw) / sw + 1 < OW ? (xx + pw) / sw + 1 : OW;
+        mc_index oy0, oy1, ox0, ox1;
+        mc_covering_outputs(yy, kh, sh, ph, OH, &oy0, &oy1);
+        mc_covering_outputs(xx, kw, sw, pw, OW, &ox0, &ox1);
         T sum = T(0);
         // every output window that holds this pixel
         for (mc_index oy = oy0; oy < oy1; ++oy) {
