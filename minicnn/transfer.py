@@ -128,17 +128,8 @@ def loss_function(num_classes):
 def predict(model, images, batch_size=256):
     """Class ids for NumPy images (N, C, H, W), in eval mode: argmax of the logits, or
     logit > 0 for a one-logit (binary) model."""
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                logits = model(Tensor(np.asarray(images[start:start + batch_size])).to(model.device)).numpy()
-                out.append((logits[:, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits.argmax(axis=1))
-    finally:
-        model.train(was_training)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    logits = extract_features(model, images, batch_size)
+    return (logits[:, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits.argmax(axis=1)
 
 
 def error_rate(model, images, labels, batch_size=256):
