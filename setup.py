@@ -180,7 +180,7 @@ setup(
     extras_require={
         # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
         "train": TRAIN_REQUIRES,
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis"],
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11"],  # pybind11: the CUDA module compile test
         "cuda": ["cupy-cuda13x"],
     },
     ext_modules=extensions,

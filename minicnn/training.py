@@ -40,11 +40,6 @@ def topk_errors(probs_or_logits, labels, ks=(1, 5)):
     return [int((rank >= k).sum()) for k in ks]
 
 
-def _model_device(model):
-    params = model.parameters()
-    return params[0].device if params else "cpu"
-
-
 def _check_batch(images, labels, ten_crop):
     want = 5 if ten_crop else 4
     if images.ndim != want:
@@ -69,7 +64,7 @@ def evaluate(model, loader, ten_crop=False, loss_fn=None):
     """
     was_training = model.training
     model.eval()
-    device = _model_device(model)
+    device = model.device
     total_loss, errors1, errors5, count = 0.0, 0, 0, 0
     try:
         with no_grad():
@@ -216,7 +211,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         raise ValueError("the training loader gives no batches (dataset smaller than batch_size with drop_last?)")
     loss_fn = loss_fn or F.cross_entropy
     history = history if history is not None else History()
-    device = _model_device(model)
+    device = model.device
     for epoch in range(int(initial_epoch), int(epochs)):
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)  # the epoch's shuffle and augmentation depend only on its number
