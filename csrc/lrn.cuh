@@ -6,6 +6,13 @@
 #pragma once
 #include "common.cuh"
 
+// The channels lo <= c' < hi of channel c's window: the size nearest, clipped at the
+// edges. Forward sums over it; backward too, because the window is symmetric.
+MC_HD void mc_channel_window(mc_index c, mc_index size, mc_index C, mc_index* lo, mc_index* hi) {
+    *lo = c - size / 2 < 0 ? 0 : c - size / 2;
+    *hi = c + size / 2 + 1 > C ? C : c + size / 2 + 1;
+}
+
 // x: (N, C, H, W)  ->  y, scale: (N, C, H, W). scale is kept for the backward pass.
 // One thread per element; each walks its window of `size` channels (size is odd).
 template <typename T>
@@ -16,8 +23,8 @@ MC_KERNEL lrn_forward(mc_index count, const T* x, T* y, T* scale, mc_index C, mc
         mc_index pixel = i % HW;
         mc_index c = (i / HW) % C;
         mc_index n = i / (HW * C);
-        mc_index lo = c - size / 2 < 0 ? 0 : c - size / 2;
-        mc_index hi = c + size / 2 + 1 > C ? C : c + size / 2 + 1;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
         T sum = T(0);
         // squares of the neighbouring channels at the same pixel
         for (mc_index cc = lo; cc < hi; ++cc) {
@@ -42,8 +49,8 @@ MC_KERNEL lrn_backward(mc_index count, const T* x, const T* y, const T* scale, c
         mc_index pixel = i % HW;
         mc_index c = (i / HW) % C;
         mc_index n = i / (HW * C);
-        mc_index lo = c - size / 2 < 0 ? 0 : c - size / 2;
-        mc_index hi = c + size / 2 + 1 > C ? C : c + size / 2 + 1;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
         T sum = T(0);
         // dy_j * y_j / scale_j over the neighbouring channels j
         for (mc_index cc = lo; cc < hi; ++cc) {
