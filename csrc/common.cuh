@@ -33,6 +33,12 @@ static const mc_dim3 gridDim = {1, 1, 1};
 // 2^31 entries, and an int index would silently wrap.
 typedef long long mc_index;
 
+// The launch shape of both GPU loaders: threads per block, and the most blocks a
+// launch uses (the grid-stride loop covers the rest). src/cuda_module.cu uses these
+// macros and backends/cuda.py reads these two lines, so they are written once.
+#define MC_THREADS_PER_BLOCK 256
+#define MC_MAX_BLOCKS 65536
+
 // A kernel is a template on the element type T (float or double).
 #define MC_KERNEL __global__ void
 #define MC_HD __host__ __device__ __forceinline__

@@ -10,8 +10,8 @@
 #include "loss.cuh"
 #include "optim.cuh"
 
-// The list of kernels, once: each binding module applies its own X(kernel) to every name
-// (KERNELS in backends/cuda.py is the Python-side list the RawKernel loader compiles).
+// The list of kernels, once: each binding module applies its own X(kernel) to every name,
+// and backends/cuda.py reads the names from this macro (kernel_names()) for NVRTC.
 #define MC_FOR_EACH_KERNEL(X)                                          \
     X(im2col); X(col2im); X(bias_forward); X(sum_rows); X(sum_cols);   \
     X(max_pool_forward); X(max_pool_backward);                         \

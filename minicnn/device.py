@@ -30,13 +30,18 @@ def is_array(obj):
     return type(obj).__module__.startswith("cupy") and hasattr(obj, "__cuda_array_interface__")
 
 
+def _on_cpu(array):
+    # a NumPy scalar (what arithmetic on a 0-d array gives) is on the CPU too
+    return isinstance(array, (np.ndarray, np.generic))
+
+
 def device_of(array):
-    return "cpu" if isinstance(array, np.ndarray) else "cuda"
+    return "cpu" if _on_cpu(array) else "cuda"
 
 
 def array_module(array):
     """numpy or cupy, whichever holds ``array``."""
-    return np if isinstance(array, np.ndarray) else _cupy()
+    return np if _on_cpu(array) else _cupy()
 
 
 def check_device_name(device):
@@ -57,4 +62,4 @@ def to_device(array, device):
 
 
 def to_numpy(array):
-    return array if isinstance(array, np.ndarray) else array.get()
+    return np.asarray(array) if _on_cpu(array) else array.get()

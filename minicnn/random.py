@@ -31,3 +31,39 @@ def get_state():
 
 def set_state(state):
     _generator.bit_generator.state = state
+
+
+# --------------------------------------------------------------------------- dropout masks
+# The same hash as mc_dropout_hash in csrc/common.cuh, in NumPy, so that the NumPy
+# reference, the host build and the GPU draw the very same mask.
+def _fmix32(h):
+    """MurmurHash3's 32-bit finalizer, on uint32 arrays (NumPy wraps mod 2^32)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    h = h ^ (h >> np.uint32(16))
+    return h
+
+
+def dropout_hash(seed, count):
+    """hash(i) = fmix32(seed ^ fmix32(lo(i) + 0x9E3779B9 * (hi(i) + 1))) for i = 0 .. count-1."""
+    index = np.arange(count, dtype=np.uint64)
+    lo = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (index >> np.uint64(32)).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        return _fmix32(np.uint32(seed) ^ _fmix32(lo + np.uint32(0x9E3779B9) * (hi + np.uint32(1))))
+
+
+def dropout_threshold_and_scale(p, dtype):
+    """An element is kept when (hash >> 8) >= threshold, i.e. with probability 1 - p
+    (24-bit resolution); kept elements are multiplied by 1 / (1 - p)."""
+    threshold = min(int(round(p * (1 << 24))), 1 << 24)
+    scale = dtype.type(0.0) if p >= 1.0 else dtype.type(1.0 / (1.0 - p))
+    return threshold, scale
+
+
+def dropout_mask(shape, threshold, seed):
+    """True where dropout keeps the element: (hash(seed, flat index) >> 8) >= threshold."""
+    keep = (dropout_hash(seed, int(np.prod(shape))) >> np.uint32(8)) >= np.uint32(threshold)
+    return keep.reshape(shape)

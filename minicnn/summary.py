@@ -57,7 +57,7 @@ def summary(model, input_shape, dtype=np.float32):
         out = original_call(layer, *args, **kwargs)
         if not layer._modules:  # a leaf layer: record what it made
             out_shape = out.shape[1:]
-            params = sum(p.size for p in layer._parameters.values())
+            params = sum(p.numel() for p in layer._parameters.values())
             rows.append((names.get(id(layer), "?"), type(layer).__name__, out_shape, params,
                          _multiply_adds(layer, out_shape), int(np.prod(out_shape))))
         return out

@@ -1,49 +1,23 @@
-"""Tensor and a small define-by-run autograd, in the spirit of micrograd.
+"""Tensor: an array that remembers how it was computed.
 
-Every operation on Tensors records, in its output, the tensors it was computed
-from (``_parents``) and a function that turns the output's gradient into the
-parents' gradients (``_backward``). ``loss.backward()`` walks that graph in
-reverse topological order and adds each parent's share into its gradient, so a
-tensor used twice gets the sum of both contributions.
+A Tensor holds a NumPy array (CPU) or a CuPy array (GPU) in ``.data``. When an
+op computes it from tensors that require a gradient, ``.grad_fn`` is the op's
+node in the graph (see minicnn/autograd.py); tensors the user makes are leaves
+(``grad_fn is None``). ``loss.backward()`` fills ``.grad`` of every leaf that
+requires a gradient, adding to what is there, as in PyTorch.
 
-Arrays are NumPy arrays on the CPU and CuPy arrays on a GPU. The arithmetic
-here only uses functions that both libraries share (``xp`` below is whichever
-module holds the array), so the same code serves both devices.
+``.grad`` is a plain array of the tensor's device (NumPy or CuPy), not a
+Tensor: minicnn computes first derivatives only, and an array is what an
+optimizer and a student's print() want.
 """
 
-import contextlib
+import weakref
 
 import numpy as np
 
+from . import autograd
 from . import device as _device
-
-_grad_enabled = True
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Inside this block no graph is recorded: outputs never require grad."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-def is_grad_enabled():
-    return _grad_enabled
-
-
-def _unbroadcast(grad, shape):
-    """Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting."""
-    while grad.ndim > len(shape):
-        grad = grad.sum(axis=0)
-    for axis, size in enumerate(shape):
-        if size == 1 and grad.shape[axis] != 1:
-            grad = grad.sum(axis=axis, keepdims=True)
-    return grad
+from .autograd import RemovableHandle, no_grad, enable_grad, is_grad_enabled  # noqa: F401 (re-exported)
 
 
 class Tensor:
@@ -54,6 +28,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
+    __hash__ = object.__hash__  # comparisons return arrays, so hashing is by identity
 
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
@@ -69,32 +44,28 @@ class Tensor:
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._backward = None
-        self._op = ""
+        self.grad_fn = None          # the node of the op that made this tensor; None for a leaf
+        self._hooks = {}             # a leaf's gradient hooks (a non-leaf's live on its grad_fn)
+        self._accumulator = None     # a leaf's AccumulateGrad node, made when a graph first uses it
 
     # ----------------------------------------------------------------- graph
-    @classmethod
-    def _from_op(cls, data, parents, backward, op=""):
-        """The output of an op: records the graph when a parent needs a gradient.
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
 
-        ``backward(grad_out)`` returns one gradient per parent (None where a
-        parent needs none); parents may contain None for absent arguments.
-        """
-        out = cls(data)
-        parents = tuple(p for p in parents if p is not None)
-        if _grad_enabled and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = parents
-            out._backward = backward
-            out._op = op
-        return out
+    def _gradient_node(self):
+        """The node a gradient for this tensor goes to: its grad_fn, or its leaf's AccumulateGrad."""
+        if self.grad_fn is not None:
+            return self.grad_fn
+        if self._accumulator is None:
+            self._accumulator = autograd.AccumulateGrad(self)
+        return self._accumulator
 
     def backward(self, grad=None, retain_graph=False):
-        """Compute the gradient of this tensor with respect to every leaf.
+        """Compute the gradient of this tensor with respect to every leaf that requires one.
 
-        Leaves (tensors created by the user, e.g. parameters) get ``.grad``;
-        gradients are added to what is already there, as in PyTorch.
+        Leaves get ``.grad`` (added to what is there); the graph's saved arrays are
+        freed unless ``retain_graph=True``, after which a second backward() raises.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad")
@@ -107,36 +78,24 @@ class Tensor:
             grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.data.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): gradient shape {grad.shape} does not match tensor shape {self.shape}")
+        autograd.backward(self._gradient_node(), grad, retain_graph=retain_graph)
 
-        order, seen = [], set()
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward (leaves always keep theirs)."""
+        if self.grad_fn is None:
+            return
+        self.grad_fn._retained_output = weakref.ref(self)
 
-        def visit(node):  # depth-first topological sort
-            if id(node) in seen:
-                return
-            seen.add(id(node))
-            for parent in node._parents:
-                visit(parent)
-            order.append(node)
+    def register_hook(self, hook):
+        """``hook(grad)`` runs when this tensor's gradient is computed; it may return a replacement.
 
-        visit(self)
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if not node._parents:  # a leaf: keep its gradient
-                node.grad = g if node.grad is None else node.grad + g
-                continue
-            parent_grads = node._backward(g)
-            if not isinstance(parent_grads, tuple):
-                parent_grads = (parent_grads,)
-            for parent, pg in zip(node._parents, parent_grads):
-                if pg is None or not parent.requires_grad:
-                    continue
-                key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
-            if not retain_graph:  # free the saved arrays as soon as they are used
-                node._parents, node._backward = (), None
+        Returns a handle whose ``remove()`` takes the hook out."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: the tensor does not require grad, no gradient will reach it")
+        hooks = self._hooks if self.grad_fn is None else self.grad_fn._hooks
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def detach(self):
         """The same data, cut from the graph."""
@@ -156,13 +115,20 @@ class Tensor:
     def shape(self):
         return tuple(self.data.shape)
 
+    def size(self, dim=None):
+        """The shape (PyTorch's ``size()``), or the length of one dimension."""
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        """The number of elements."""
+        return int(self.data.size)
+
     @property
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return int(self.data.size)
+    def dim(self):
+        return self.data.ndim
 
     @property
     def dtype(self):
@@ -181,8 +147,9 @@ class Tensor:
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
+        node = f", grad_fn=<{self.grad_fn.name}>" if self.grad_fn is not None else ""
         dev = ", device='cuda'" if self.device == "cuda" else ""
-        return f"Tensor({self.numpy()!r}{dev}{grad})"
+        return f"Tensor({self.numpy()!r}{dev}{node}{grad})"
 
     def numpy(self):
         """A NumPy copy of the data, from any device."""
@@ -191,13 +158,22 @@ class Tensor:
     def item(self):
         return self.numpy().item()
 
-    def to(self, device):
-        """This tensor on ``device`` ("cpu" or "cuda"); gradients flow back across."""
-        if device == self.device:
-            return self
-        source = self.device
-        moved = _device.to_device(self.data, device)
-        return Tensor._from_op(moved, (self,), lambda g: _device.to_device(g, source), op="to")
+    def tolist(self):
+        return self.numpy().tolist()
+
+    # ------------------------------------------------------- devices, dtypes
+    def to(self, target):
+        """This tensor on a device ("cpu", "cuda") or as a dtype (np.float64, ...); gradients flow back."""
+        if isinstance(target, str):
+            return self if target == self.device else _ops.ToDevice.apply(self, target)
+        dtype = np.dtype(target)
+        return self if dtype == self.dtype else _ops.AsType.apply(self, dtype)
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
 
     def float(self):
         return self.astype(np.float32)
@@ -206,8 +182,7 @@ class Tensor:
         return self.astype(np.float64)
 
     def astype(self, dtype):
-        old = self.data.dtype
-        return Tensor._from_op(self.data.astype(dtype), (self,), lambda g: g.astype(old), op="astype")
+        return _ops.AsType.apply(self, np.dtype(dtype))
 
     # ------------------------------------------------------------ arithmetic
     def _wrap(self, other):
@@ -218,114 +193,134 @@ class Tensor:
         return Tensor(self.xp.asarray(other, dtype=self.data.dtype))
 
     def __add__(self, other):
-        other = self._wrap(other)
-        a, b = self.shape, other.shape
-        return Tensor._from_op(self.data + other.data, (self, other),
-                               lambda g: (_unbroadcast(g, a), _unbroadcast(g, b)), op="add")
-
-    def __mul__(self, other):
-        other = self._wrap(other)
-        x, y = self.data, other.data
-        return Tensor._from_op(x * y, (self, other),
-                               lambda g: (_unbroadcast(g * y, x.shape), _unbroadcast(g * x, y.shape)), op="mul")
-
-    def __truediv__(self, other):
-        other = self._wrap(other)
-        x, y = self.data, other.data
-        # d(x/y)/dx = 1/y,  d(x/y)/dy = -x/y^2
-        return Tensor._from_op(x / y, (self, other),
-                               lambda g: (_unbroadcast(g / y, x.shape), _unbroadcast(-g * x / (y * y), y.shape)),
-                               op="div")
-
-    def __neg__(self):
-        return Tensor._from_op(-self.data, (self,), lambda g: -g, op="neg")
-
-    def __sub__(self, other):
-        return self + (-self._wrap(other))
+        return _ops.Add.apply(self, self._wrap(other))
 
     def __radd__(self, other):
-        return self._wrap(other) + self
+        return _ops.Add.apply(self._wrap(other), self)
+
+    def __sub__(self, other):
+        return _ops.Sub.apply(self, self._wrap(other))
 
     def __rsub__(self, other):
-        return self._wrap(other) - self
+        return _ops.Sub.apply(self._wrap(other), self)
+
+    def __mul__(self, other):
+        return _ops.Mul.apply(self, self._wrap(other))
 
     def __rmul__(self, other):
-        return self._wrap(other) * self
+        return _ops.Mul.apply(self._wrap(other), self)
+
+    def __truediv__(self, other):
+        return _ops.Div.apply(self, self._wrap(other))
 
     def __rtruediv__(self, other):
-        return self._wrap(other) / self
+        return _ops.Div.apply(self._wrap(other), self)
+
+    def __neg__(self):
+        return _ops.Neg.apply(self)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, Tensor):
-            raise TypeError("pow: the exponent must be a Python number")
-        x = self.data
-        # d(x^n)/dx = n x^(n-1)
-        return Tensor._from_op(x ** exponent, (self,), lambda g: g * exponent * x ** (exponent - 1), op="pow")
+        return _ops.Pow.apply(self, exponent)
 
     def __matmul__(self, other):
-        other = self._wrap(other)
-        a, b = self.data, other.data
-        if a.ndim != 2 or b.ndim != 2:
-            raise ValueError(f"matmul: expected two 2-D tensors, got shapes {a.shape} and {b.shape}")
-        if a.shape[1] != b.shape[0]:
-            raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
-        # C = A B:  dA = dC B^T,  dB = A^T dC
-        return Tensor._from_op(a @ b, (self, other), lambda g: (g @ b.T, a.T @ g), op="matmul")
+        return _ops.MatMul.apply(self, self._wrap(other))
 
     def exp(self):
-        y = self.xp.exp(self.data)
-        return Tensor._from_op(y, (self,), lambda g: g * y, op="exp")
+        return _ops.Exp.apply(self)
 
     def log(self):
-        x = self.data
-        return Tensor._from_op(self.xp.log(x), (self,), lambda g: g / x, op="log")
+        return _ops.Log.apply(self)
 
+    def sqrt(self):
+        return _ops.Sqrt.apply(self)
+
+    def abs(self):
+        return _ops.Abs.apply(self)
+
+    __abs__ = abs
+
+    def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
+        """Limit every element to [min, max]; the gradient is 0 where an element was clipped."""
+        return _ops.Clamp.apply(self, min, max)
+
+    # ------------------------------------------------------------ comparisons (arrays, no gradient)
+    def _other_data(self, other):
+        return other.data if isinstance(other, Tensor) else other
+
+    def __lt__(self, other):
+        return self.data < self._other_data(other)
+
+    def __le__(self, other):
+        return self.data <= self._other_data(other)
+
+    def __gt__(self, other):
+        return self.data > self._other_data(other)
+
+    def __ge__(self, other):
+        return self.data >= self._other_data(other)
+
+    def __eq__(self, other):
+        return self.data == self._other_data(other)
+
+    def __ne__(self, other):
+        return self.data != self._other_data(other)
+
+    # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims=False):
-        shape, xp = self.shape, self.xp
-
-        def backward(g):
-            if axis is not None and not keepdims:
-                g = xp.expand_dims(g, axis)
-            return xp.broadcast_to(g, shape).copy()
-
-        return Tensor._from_op(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward, op="sum")
+        return _ops.Sum.apply(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        total = self.sum(axis=axis, keepdims=keepdims)
-        count = self.size // max(total.size, 1)
-        return total * (1.0 / count)
+        return _ops.Mean.apply(self, axis, keepdims)
 
+    def max(self, axis=None, keepdims=False):
+        """The largest value (NumPy's convention: values only; argmax gives the indices)."""
+        return _ops.Max.apply(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return _ops.Min.apply(self, axis, keepdims)
+
+    def argmax(self, axis=None):
+        """Indices of the largest values, an integer array (no gradient)."""
+        return self.data.argmax(axis=axis)
+
+    def argmin(self, axis=None):
+        return self.data.argmin(axis=axis)
+
+    # ------------------------------------------------------------ shapes and indexing
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        old = self.shape
-        return Tensor._from_op(self.data.reshape(shape), (self,), lambda g: g.reshape(old), op="reshape")
+        return _ops.Reshape.apply(self, shape)
+
+    view = reshape  # PyTorch's name; minicnn's reshape never needs a copy to be told apart
+
+    def flatten(self, start_dim=0):
+        """All dimensions from ``start_dim`` on as one (PyTorch's default flattens everything)."""
+        return self.reshape(self.shape[:start_dim] + (-1,))
+
+    def squeeze(self, axis=None):
+        if axis is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        axis = axis % self.ndim
+        if self.shape[axis] != 1:
+            raise ValueError(f"squeeze: axis {axis} has size {self.shape[axis]}, not 1")
+        return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
+
+    def unsqueeze(self, axis):
+        axis = axis % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def transpose(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        axes = axes or tuple(reversed(range(self.ndim)))
-        inverse = tuple(int(i) for i in np.argsort(axes))
-        return Tensor._from_op(self.data.transpose(axes), (self,), lambda g: g.transpose(inverse), op="transpose")
+        return _ops.Transpose.apply(self, axes)
 
     @property
     def T(self):
         return self.transpose()
 
     def __getitem__(self, index):
-        if isinstance(index, Tensor):
-            index = index.data
-        shape, xp = self.shape, self.xp
-
-        def backward(g):
-            full = xp.zeros(shape, dtype=g.dtype)
-            xp.add.at(full, index, g)  # add.at: repeated indices add up
-            return full
-
-        return Tensor._from_op(self.data[index], (self,), backward, op="getitem")
-
-    def argmax(self, axis=None):
-        return self.data.argmax(axis=axis)
+        return _ops.GetItem.apply(self, index)
 
 
 class Parameter(Tensor):
@@ -344,3 +339,8 @@ class Parameter(Tensor):
 
 def tensor(data, requires_grad=False, dtype=None):
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# The Functions behind the methods above. Imported last because minicnn/ops/tensor_ops.py
+# itself imports Tensor from this module; by now Tensor is defined.
+from .ops import tensor_ops as _ops  # noqa: E402

@@ -83,8 +83,8 @@ def trainable_parameters(model):
 
 def count_parameters(model):
     """(trainable, frozen): how many numbers training updates and how many it leaves alone."""
-    trainable = sum(p.size for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.size for p in model.parameters()) - trainable
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters()) - trainable
 
 
 # --------------------------------------------------------------------------- heads and losses

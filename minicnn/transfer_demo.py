@@ -72,7 +72,7 @@ def he_init(model):
     rng = _random.generator()
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            fan_in = layer.weight.size // layer.weight.shape[0]
+            fan_in = layer.weight.numel() // layer.weight.shape[0]
             std = np.float32(np.sqrt(2.0 / fan_in))
             layer.weight.data = std * rng.standard_normal(layer.weight.shape, dtype=np.float32)
             layer.bias.data = np.zeros(layer.bias.shape, np.float32)

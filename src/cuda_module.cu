@@ -22,8 +22,6 @@
 
 namespace py = pybind11;
 
-static const int kThreads = 256;            // threads per block
-static const long long kMaxBlocks = 65536;  // the grid-stride loop covers what does not fit
 
 static bool debug_sync() {
     static const bool on = [] {
@@ -63,10 +61,10 @@ void def_kernel(py::module_& m, const std::string& pyname, const char* name, voi
     m.def(pyname.c_str(), [name, kernel](typename Arg<K>::Py... args, std::uintptr_t stream_ptr) {
         long long count = first_of(args...);      // every kernel's first argument
         if (count <= 0) return;                   // a grid of 0 blocks is an invalid launch
-        long long blocks = (count + kThreads - 1) / kThreads;
-        if (blocks > kMaxBlocks) blocks = kMaxBlocks;
+        long long blocks = (count + MC_THREADS_PER_BLOCK - 1) / MC_THREADS_PER_BLOCK;
+        if (blocks > MC_MAX_BLOCKS) blocks = MC_MAX_BLOCKS;
         cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_ptr);
-        kernel<<<(unsigned int)blocks, kThreads, 0, stream>>>(Arg<K>::get(args)...);
+        kernel<<<(unsigned int)blocks, MC_THREADS_PER_BLOCK, 0, stream>>>(Arg<K>::get(args)...);
         check_cuda(cudaGetLastError(), name, stream);
     });
 }

@@ -11,12 +11,14 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn.backends import reference as R
+from minicnn import backends
+from minicnn.random import dropout_threshold_and_scale
 from minicnn.device import to_device
 
 pytestmark = pytest.mark.gpu
 
 LOADERS = ["rawkernel", "pybind11"]
+R = backends.reference_backend()
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
@@ -87,7 +89,7 @@ def test_conv2d(be, case, dtype):
 
 
 def test_conv2d_in_chunks(be, monkeypatch):
-    from minicnn.backends import _kernels
+    from minicnn.backends import kernels as _kernels
     rng = np.random.default_rng(1)
     x, w = randn(rng, (5, 4, 8, 8)), randn(rng, (6, 2, 3, 3))
     dy = randn(rng, (5, 6, 8, 8))
@@ -161,7 +163,7 @@ def test_relu_and_dropout_bitwise(be):
     for slope in (0.0, 0.1):
         np.testing.assert_array_equal(cpu(be.relu_forward(gpu(x), slope)), R.relu_forward(x, slope))
         np.testing.assert_array_equal(cpu(be.relu_backward(gpu(x), gpu(dy), slope)), R.relu_backward(x, dy, slope))
-    threshold, scale = R.dropout_threshold_and_scale(0.5, x.dtype)
+    threshold, scale = dropout_threshold_and_scale(0.5, x.dtype)
     for seed in (0, 12345, 2**32 - 1):     # the same hash on the GPU: the very same mask
         np.testing.assert_array_equal(cpu(be.dropout_forward(gpu(x), threshold, scale, seed)),
                                       R.dropout_forward(x, threshold, scale, seed))

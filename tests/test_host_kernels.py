@@ -17,8 +17,12 @@ _host = pytest.importorskip("minicnn._host", reason="minicnn._host is not built 
 
 import minicnn as mc  # noqa: E402
 import minicnn.functional as F  # noqa: E402
-from minicnn.backends import host, reference as R  # noqa: E402
-from minicnn.backends.reference import output_size  # noqa: E402
+from minicnn import backends, random as mc_random  # noqa: E402
+from minicnn.backends import reference  # noqa: E402
+from minicnn.shapes import output_size  # noqa: E402
+
+R = backends.reference_backend()
+HOST = backends.host_backend()
 
 DTYPES = [np.float32, np.float64]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -66,7 +70,7 @@ def numpy_hash(seed, index):
     lo = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     hi = (index >> np.uint64(32)).astype(np.uint32)
     with np.errstate(over="ignore"):
-        return R._fmix32(np.uint32(seed) ^ R._fmix32(lo + np.uint32(0x9E3779B9) * (hi + np.uint32(1))))
+        return mc_random._fmix32(np.uint32(seed) ^ mc_random._fmix32(lo + np.uint32(0x9E3779B9) * (hi + np.uint32(1))))
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -74,7 +78,7 @@ def numpy_hash(seed, index):
 def test_dropout_hash_matches_reference_bit_for_bit(seed):
     count = 300
     ours = np.array([_host.dropout_hash(seed, i) for i in range(count)], dtype=np.uint32)
-    np.testing.assert_array_equal(ours, R.dropout_hash(seed, count))
+    np.testing.assert_array_equal(ours, mc_random.dropout_hash(seed, count))
     big = [2**32 - 1, 2**32, 2**32 + 7, 2**40 + 3, 2**63 - 1]     # the high word matters too
     np.testing.assert_array_equal([_host.dropout_hash(seed, i) for i in big], numpy_hash(seed, big))
 
@@ -89,7 +93,7 @@ def test_im2col_bitwise(case):
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
     cols = np.full((n, c * kh * kw, oh * ow), np.nan, dtype=dtype)
     kernel("im2col", dtype)(cols.size, x, cols, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    np.testing.assert_array_equal(cols, R.im2col(x, case["kernel"], case["stride"], case["padding"]))
+    np.testing.assert_array_equal(cols, reference.im2col(x, case["kernel"], case["stride"], case["padding"]))
 
 
 @given(case=window_case())
@@ -102,7 +106,7 @@ def test_col2im_bitwise(case):
     cols = randn(rng, (n, c * kh * kw, oh * ow), dtype)
     x = np.full(case["shape"], np.nan, dtype=dtype)
     kernel("col2im", dtype)(x.size, cols, x, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    np.testing.assert_array_equal(x, R.col2im(cols, case["shape"], case["kernel"], case["stride"], case["padding"]))
+    np.testing.assert_array_equal(x, reference.col2im(cols, case["shape"], case["kernel"], case["stride"], case["padding"]))
 
 
 # --------------------------------------------------------------------------- bias and reductions
@@ -208,7 +212,7 @@ def test_relu_bitwise(shape, slope, dtype, seed):
 def test_dropout_bitwise(size, p, seed, dtype):
     rng = np.random.default_rng(seed % 2**31)
     x = randn(rng, (size,), dtype)
-    threshold, scale = R.dropout_threshold_and_scale(p, np.dtype(dtype))
+    threshold, scale = mc_random.dropout_threshold_and_scale(p, np.dtype(dtype))
     y = np.empty_like(x)
     kernel("dropout_forward", dtype)(x.size, x, y, threshold, float(scale), seed)
     np.testing.assert_array_equal(y, R.dropout_forward(x, threshold, scale, seed))
@@ -269,9 +273,9 @@ def test_adam_update_bitwise(size, weight_decay, dtype, seed):
     m, v = np.zeros_like(param), np.zeros_like(param)
     p_ref, m_ref, v_ref = param.copy(), m.copy(), v.copy()
     for step in range(1, 4):
-        host.adam_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, weight_decay, step)
+        HOST.adam_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, weight_decay, step)
         R.adam_update(p_ref, grad, m_ref, v_ref, 1e-3, 0.9, 0.999, 1e-8, weight_decay, step)
-    # host.adam_update computes 1 - beta and the bias corrections in double, as the reference: exact
+    # adam_update computes 1 - beta and the bias corrections in double, as the reference: exact
     for ours, ref in ((param, p_ref), (m, m_ref), (v, v_ref)):
         np.testing.assert_array_equal(ours, ref)
 
@@ -287,22 +291,22 @@ def test_conv2d_host_backend(case, out_per_group, bias):
     wt = randn(rng, (g * out_per_group, c // g) + case["kernel"], dtype)
     b = randn(rng, (g * out_per_group,), dtype) if bias else None
     args = (case["stride"], case["padding"], g)
-    y = host.conv2d_forward(x, wt, b, *args)
+    y = HOST.conv2d_forward(x, wt, b, *args)
     np.testing.assert_allclose(y, R.conv2d_forward(x, wt, b, *args), **TOL[dtype])
     dy = randn(rng, y.shape, dtype)
-    for ours, ref in zip(host.conv2d_backward(x, wt, dy, *args), R.conv2d_backward(x, wt, dy, *args)):
+    for ours, ref in zip(HOST.conv2d_backward(x, wt, dy, *args), R.conv2d_backward(x, wt, dy, *args)):
         np.testing.assert_allclose(ours, ref, **TOL[dtype])
 
 
 def test_conv2d_host_backend_in_chunks(monkeypatch):
     # a tiny column budget forces one image per im2col chunk; results must not change
-    from minicnn.backends import _kernels
+    from minicnn.backends import kernels as _kernels
     rng = np.random.default_rng(0)
     x, wt, b = randn(rng, (5, 4, 7, 7), np.float64), randn(rng, (6, 2, 3, 3), np.float64), randn(rng, (6,), np.float64)
     args = ((2, 1), (1, 1), 2)
-    whole = host.conv2d_forward(x, wt, b, *args), host.conv2d_backward(x, wt, np.ones((5, 6, 4, 7)), *args)
+    whole = HOST.conv2d_forward(x, wt, b, *args), HOST.conv2d_backward(x, wt, np.ones((5, 6, 4, 7)), *args)
     monkeypatch.setattr(_kernels, "COLS_BUDGET", 1)
-    chunked = host.conv2d_forward(x, wt, b, *args), host.conv2d_backward(x, wt, np.ones((5, 6, 4, 7)), *args)
+    chunked = HOST.conv2d_forward(x, wt, b, *args), HOST.conv2d_backward(x, wt, np.ones((5, 6, 4, 7)), *args)
     np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-13)
     for a, b_ in zip(chunked[1], whole[1]):
         np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
@@ -315,21 +319,21 @@ def test_linear_host_backend(n, fin, fout, bias, dtype, seed):
     rng = np.random.default_rng(seed)
     x, w = randn(rng, (n, fin), dtype), randn(rng, (fout, fin), dtype)
     b = randn(rng, (fout,), dtype) if bias else None
-    np.testing.assert_allclose(host.linear_forward(x, w, b), R.linear_forward(x, w, b), **TOL[dtype])
+    np.testing.assert_allclose(HOST.linear_forward(x, w, b), R.linear_forward(x, w, b), **TOL[dtype])
     dy = randn(rng, (n, fout), dtype)
-    for ours, ref in zip(host.linear_backward(x, w, dy), R.linear_backward(x, w, dy)):
+    for ours, ref in zip(HOST.linear_backward(x, w, dy), R.linear_backward(x, w, dy)):
         np.testing.assert_allclose(ours, ref, **TOL[dtype])
 
 
 def test_host_backend_copies_non_contiguous_and_rejects_bad_dtypes():
     rng = np.random.default_rng(1)
     x = randn(rng, (2, 3, 8, 8), np.float32)[:, :, ::2, ::2]          # a strided view: copied
-    y, _ = host.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    y, _ = HOST.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(y, R.max_pool2d_forward(np.ascontiguousarray(x), (2, 2), (2, 2), (0, 0))[0])
     with pytest.raises(TypeError, match="relu: argument 'x' must be float32 or float64"):
-        host.relu_forward(np.arange(4), 0.0)
+        HOST.relu_forward(np.arange(4), 0.0)
     with pytest.raises(TypeError, match="conv2d: argument 'weight' is float64"):
-        host.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 3, 3)), None, (1, 1), (0, 0), 1)
+        HOST.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 3, 3)), None, (1, 1), (0, 0), 1)
     with pytest.raises(TypeError, match="expected a float32 array"):        # the C++ check, below Python's
         _host.relu_forward_float32(4, np.zeros(4), np.zeros(4, np.float32), 0.0)
     with pytest.raises(ValueError, match="C-contiguous"):
@@ -375,11 +379,10 @@ def test_functional_ops_kernels_backend_equals_reference(dtype):
         np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"] * 50, atol=TOL[dtype]["atol"] * 50)
 
 
-def test_set_cpu_backend_selects_host_module():
-    from minicnn import backends
+def test_set_cpu_backend_selects_host_backend():
     mc.set_cpu_backend("kernels")
     try:
-        assert backends.for_array(np.zeros(1)) is host
+        assert backends.for_array(np.zeros(1)) is HOST
     finally:
         mc.set_cpu_backend("reference")
     assert backends.for_array(np.zeros(1)) is R
@@ -509,7 +512,7 @@ class _FakeCudaExtension:
 
 
 def _fake_cuda_backend(loader_name):
-    from minicnn.backends import _kernels, cuda
+    from minicnn.backends import kernels as _kernels, cuda
     fake = _fake_cupy()
     if loader_name == "rawkernel":
         loader = object.__new__(cuda.RawKernelLoader)
@@ -560,7 +563,7 @@ def test_cuda_loaders_python_side_on_host_kernels(loader_name, dtype):
                                rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
     np.testing.assert_array_equal(be.relu_forward(x, 0.1), R.relu_forward(x, 0.1))
     np.testing.assert_array_equal(be.relu_backward(x, dyx, 0.1), R.relu_backward(x, dyx, 0.1))
-    threshold, dscale = R.dropout_threshold_and_scale(0.4, np.dtype(dtype))
+    threshold, dscale = mc_random.dropout_threshold_and_scale(0.4, np.dtype(dtype))
     np.testing.assert_array_equal(be.dropout_forward(x, threshold, dscale, 77), R.dropout_forward(x, threshold, dscale, 77))
     np.testing.assert_array_equal(be.dropout_backward(dyx, threshold, dscale, 77),
                                   R.dropout_backward(dyx, threshold, dscale, 77))
@@ -583,7 +586,7 @@ def test_cuda_loaders_python_side_on_host_kernels(loader_name, dtype):
 
 
 def test_every_kernel_is_known_to_the_cuda_loaders():
-    """cuda.KERNELS (what NVRTC instantiates) lists exactly the kernels minicnn._host binds."""
-    from minicnn.backends.cuda import KERNELS
+    """cuda.kernel_names() (what NVRTC instantiates) lists exactly the kernels minicnn._host binds."""
+    from minicnn.backends.cuda import kernel_names
     bound = {name.rsplit("_", 1)[0] for name in dir(_host) if name.endswith("_float32")}
-    assert bound == set(KERNELS)
+    assert bound == set(kernel_names())

@@ -19,7 +19,7 @@ def test_alexnet_summary_has_the_papers_sizes_and_parameter_count():
     for name, shape in EXPECTED_SHAPES.items():
         assert shapes[name] == shape, name
     assert summary.total_params == 60_965_224
-    assert sum(p.size for p in model.parameters()) == 60_965_224
+    assert sum(p.numel() for p in model.parameters()) == 60_965_224
     text = str(summary)
     assert "96x55x55" in text and "60,965,224" in text
     conv1 = next(r for r in summary.rows if r[0] == "conv1")

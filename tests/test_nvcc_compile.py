@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from minicnn.backends.cuda import CTYPES, KERNELS, csrc_dir, kernel_source
+from minicnn.backends.cuda import CTYPES, csrc_dir, kernel_names, kernel_source
+
+KERNELS = kernel_names()
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ["80", "90"]

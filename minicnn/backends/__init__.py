@@ -1,4 +1,4 @@
-"""Which code runs an op: chosen by where the arrays live and two switches.
+"""Which backend runs an op: chosen by where the arrays live and two switches.
 
 - CPU arrays run through the NumPy reference (default) or through the csrc
   kernels compiled for the host (``MINICNN_CPU_BACKEND=kernels`` or
@@ -8,14 +8,20 @@
   (``MINICNN_CUDA_LOADER=rawkernel``, the default) or by the pybind11 extension
   ``minicnn._cuda`` (``MINICNN_CUDA_LOADER=pybind11`` or ``set_cuda_loader``).
 
-Every backend module offers the same functions (listed in backends/reference.py).
+Every backend is an object with the interface of backends/base.py:
+
+    reference_backend()      ReferenceBackend, NumPy (backends/reference.py)
+    host_backend()           KernelBackend on HostLoader (backends/host.py)
+    cuda_backend(loader)     KernelBackend on RawKernelLoader or Pybind11Loader (backends/cuda.py)
+    for_array(array)         the one of those that runs ops on ``array`` now
 """
 
 import os
 
 import numpy as np
 
-from . import reference
+from .base import Backend  # noqa: F401 (the interface, for readers and type hints)
+from .reference import ReferenceBackend
 
 CPU_BACKENDS = ("reference", "kernels")
 CUDA_LOADERS = ("rawkernel", "pybind11")
@@ -29,6 +35,7 @@ def _checked(value, allowed, what):
 
 _cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND", "reference"), CPU_BACKENDS, "MINICNN_CPU_BACKEND")
 _cuda_loader = _checked(os.environ.get("MINICNN_CUDA_LOADER", "rawkernel"), CUDA_LOADERS, "MINICNN_CUDA_LOADER")
+_reference = ReferenceBackend()
 
 
 def set_cpu_backend(name):
@@ -51,12 +58,25 @@ def get_cuda_loader():
     return _cuda_loader
 
 
-def for_array(array):
-    """The backend module that runs ops on ``array``'s device."""
-    if isinstance(array, np.ndarray):
-        if _cpu_backend == "reference":
-            return reference
-        from . import host
-        return host
+def reference_backend():
+    """The NumPy reference: the readable definition every other backend is checked against."""
+    return _reference
+
+
+def host_backend():
+    """The csrc kernels compiled for the CPU (needs minicnn._host)."""
+    from . import host
+    return host.backend
+
+
+def cuda_backend(loader=None):
+    """The csrc kernels on the GPU through ``loader`` (default: the current one); needs CuPy."""
     from . import cuda
-    return cuda.backend(_cuda_loader)
+    return cuda.backend(loader or _cuda_loader)
+
+
+def for_array(array):
+    """The backend that runs ops on ``array``'s device, as the switches are set now."""
+    if isinstance(array, np.ndarray):
+        return _reference if _cpu_backend == "reference" else host_backend()
+    return cuda_backend()

@@ -12,7 +12,7 @@ is synchronized and checked, so an error inside a kernel is reported (as a
 RuntimeError) by the kernel that caused it rather than by a later call.
 
 CuPy is imported only when a CUDA backend is first asked for, so importing
-minicnn never needs it. The interface functions are those of backends/reference.py.
+minicnn never needs it. Both loaders serve a KernelBackend (backends/kernels.py).
 """
 
 import os
@@ -21,20 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._kernels import INTERFACE, KernelBackend, float_dtype_of
+from .kernels import KernelBackend, float_dtype_of
 
-THREADS = 256          # threads per block
-MAX_BLOCKS = 65536     # the grid-stride loop covers what does not fit
-
-# every kernel in csrc/, each instantiated for float and double
-KERNELS = (
-    "im2col", "col2im", "bias_forward", "sum_rows", "sum_cols",
-    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
-    "lrn_forward", "lrn_backward", "relu_forward", "relu_backward",
-    "dropout_forward", "dropout_backward",
-    "softmax_cross_entropy_forward", "mean_forward", "softmax_cross_entropy_backward",
-    "sgd_update", "adam_update",
-)
+# each kernel is instantiated for float and double
 CTYPES = {"float32": "float", "float64": "double"}
 
 
@@ -62,6 +51,22 @@ def csrc_dir():
                        f"or {here.parent / 'csrc'}; reinstall minicnn")
 
 
+def kernel_names():
+    """Every kernel of csrc/, as listed once in the MC_FOR_EACH_KERNEL macro of kernels.cuh."""
+    text = (csrc_dir() / "kernels.cuh").read_text()
+    macro = text[text.index("#define MC_FOR_EACH_KERNEL"):]
+    macro = macro[:macro.index("\n\n")] if "\n\n" in macro else macro
+    return tuple(re.findall(r"X\((\w+)\)", macro))
+
+
+def csrc_define(name):
+    """The integer value of ``#define name value`` in csrc/common.cuh (the launch shape)."""
+    match = re.search(rf"^#define\s+{name}\s+(\d+)", (csrc_dir() / "common.cuh").read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"csrc/common.cuh defines no {name}")
+    return int(match.group(1))
+
+
 def kernel_source():
     """csrc/kernels.cuh with its local #includes pasted in, as one string for NVRTC.
 
@@ -85,7 +90,12 @@ def kernel_source():
 
 
 # --------------------------------------------------------------------------- loaders
-def _blocks(count):
+THREADS = csrc_define("MC_THREADS_PER_BLOCK")
+MAX_BLOCKS = csrc_define("MC_MAX_BLOCKS")
+
+
+def blocks(count):
+    """Enough blocks for one thread per index, at most MAX_BLOCKS (the grid-stride loop covers the rest)."""
     return int(min((count + THREADS - 1) // THREADS, MAX_BLOCKS))
 
 
@@ -107,9 +117,11 @@ class _CupyLoader:
 class RawKernelLoader(_CupyLoader):
     """csrc/ compiled by NVRTC through cupy.RawModule; GEMMs by cupy.matmul (cuBLAS)."""
 
+    name = "rawkernel"
+
     def __init__(self):
         super().__init__()
-        names = [f"{k}<{t}>" for k in KERNELS for t in CTYPES.values()]
+        names = [f"{k}<{t}>" for k in kernel_names() for t in CTYPES.values()]
         # compiled lazily by CuPy on the first get_function
         self.module = self.cp.RawModule(code=kernel_source(), name_expressions=names)
         self.functions = {}
@@ -139,7 +151,7 @@ class RawKernelLoader(_CupyLoader):
             else:
                 raise TypeError(f"kernel '{kernel}': unexpected argument {a!r}")
         try:
-            self.function(kernel, dtype)((_blocks(count),), (THREADS,), tuple(typed))
+            self.function(kernel, dtype)((blocks(count),), (THREADS,), tuple(typed))
         except self.cp.cuda.driver.CUDADriverError as e:
             raise RuntimeError(f"CUDA kernel '{kernel}' failed: {e}") from e
         self._check(kernel)
@@ -158,6 +170,8 @@ class RawKernelLoader(_CupyLoader):
 
 class Pybind11Loader(_CupyLoader):
     """minicnn._cuda: the kernels compiled by nvcc, and cuBLAS strided-batched GEMMs."""
+
+    name = "pybind11"
 
     def __init__(self):
         super().__init__()
@@ -213,26 +227,14 @@ class Pybind11Loader(_CupyLoader):
 
 
 # --------------------------------------------------------------------------- the backends
+LOADERS = {"rawkernel": RawKernelLoader, "pybind11": Pybind11Loader}
 _backends = {}
 
 
-class _Backend:
-    """A namespace holding the interface functions of one loader's KernelBackend."""
-
-    def __init__(self, loader_name, kernel_backend):
-        self.loader = loader_name
-        for name in INTERFACE:
-            setattr(self, name, getattr(kernel_backend, name))
-
-
 def backend(loader="rawkernel"):
-    """The backend object (the functions of backends/reference.py) for one loader, made once."""
+    """The KernelBackend of one loader ("rawkernel" or "pybind11"), made at first use."""
+    if loader not in LOADERS:
+        raise ValueError(f"cuda loader must be one of {tuple(LOADERS)}, got {loader!r}")
     if loader not in _backends:
-        if loader == "rawkernel":
-            made = RawKernelLoader()
-        elif loader == "pybind11":
-            made = Pybind11Loader()
-        else:
-            raise ValueError(f"cuda loader must be 'rawkernel' or 'pybind11', got {loader!r}")
-        _backends[loader] = _Backend(loader, KernelBackend(made, "cuda"))
+        _backends[loader] = KernelBackend(LOADERS[loader](), "cuda")
     return _backends[loader]

@@ -7,12 +7,11 @@ through every line, and CI tests every kernel's index arithmetic with it.
 
 There is no cuBLAS on the host: the GEMMs are NumPy's matmul (batched over the
 images of a chunk, never one call per image from Python).
-The interface functions are those of backends/reference.py.
 """
 
 import numpy as np
 
-from ._kernels import INTERFACE, KernelBackend, float_dtype_of
+from .kernels import KernelBackend, float_dtype_of
 
 try:
     from .. import _host
@@ -24,6 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 class HostLoader:
     """Runs csrc kernels through minicnn._host; GEMMs through NumPy."""
 
+    name = "host"
     xp = np
 
     def run(self, kernel, count, *args):
@@ -42,9 +42,4 @@ class HostLoader:
         np.matmul(a, b, out=out)
 
 
-_backend = KernelBackend(HostLoader(), "cpu")
-
-# the module's functions are the backend's methods: host.conv2d_forward(...), ...
-for _name in INTERFACE:
-    globals()[_name] = getattr(_backend, _name)
-del _name
+backend = KernelBackend(HostLoader(), "cpu")

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import nn
 from .. import random as _random
-from ..backends.reference import output_size
+from ..shapes import output_size
 
 
 def _paper_init(model, biases_one):

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..ops import checks
 from .. import random as _random
 from ..tensor import Parameter
 from .module import Module
@@ -26,7 +27,7 @@ class Conv2d(Module):
         if not isinstance(groups, (int, np.integer)) or groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups!r} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
-        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size, 1)
+        kh, kw = checks.pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
         self.stride, self.padding, self.groups = stride, padding, groups
         bound = 1.0 / math.sqrt(in_channels // groups * kh * kw)

@@ -1,8 +1,8 @@
-"""The backend interface written once on top of the csrc kernels.
+"""KernelBackend: the backend interface (backends/base.py) written once on top of the csrc kernels.
 
-backends/host.py (kernels compiled for the CPU, on NumPy arrays) and
-backends/cuda.py (kernels on the GPU, on CuPy arrays, through RawKernel or
-pybind11) differ only in three primitives, which a *loader* provides:
+The kernels compiled for the CPU (backends/host.py, on NumPy arrays) and on the
+GPU (backends/cuda.py, on CuPy arrays, through RawKernel or pybind11) differ only
+in three primitives, which a *loader* provides:
 
     loader.xp                                numpy or cupy: where arrays live
     loader.run(kernel, count, *args)         run a csrc kernel over count indices;
@@ -12,15 +12,17 @@ pybind11) differ only in three primitives, which a *loader* provides:
                                              for T, numpy.uint32 for unsigned int
     loader.gemm(a, b, out, trans_a, trans_b) out = op(a) @ op(b), batched over a
                                              leading axis (a may be unbatched)
+    loader.name                              "host", "rawkernel" or "pybind11"
 
 Everything else - the order of kernel launches, the GEMM shapes, the buffers -
-lives here, so what runs on the CPU is what runs on the GPU. The semantics of
-every function are those of backends/reference.py; its docstring lists them.
+lives here, so what runs on the CPU is what runs on the GPU. What each method
+computes is defined by backends/reference.py.
 """
 
 import numpy as np
 
-from .reference import output_size
+from ..shapes import output_size
+from .base import Backend
 
 # im2col is run over chunks of the batch whose column buffer holds at most this
 # many entries (512 MiB in float32): the whole of AlexNet's batch of 128 for most
@@ -38,13 +40,14 @@ def float_dtype_of(args):
     raise TypeError("a kernel launch needs at least one float32 or float64 array")
 
 
-class KernelBackend:
-    """The backend interface (see backends/reference.py) on a loader's primitives."""
+class KernelBackend(Backend):
+    """The backend interface on a loader's primitives: one instance per loader."""
 
-    def __init__(self, loader, device_name):
+    def __init__(self, loader, device):
         self.loader = loader
         self.xp = loader.xp
-        self.device_name = device_name      # "cpu" or "cuda", for error messages
+        self.device = device                # "cpu" or "cuda"
+        self.name = "kernels" if device == "cpu" else f"cuda-{loader.name}"
 
     # ------------------------------------------------------------------ argument hygiene
     def _array(self, op, name, a, dtype=None, integer=False):
@@ -55,7 +58,7 @@ class KernelBackend:
         """
         if not isinstance(a, self.xp.ndarray):
             where = "cpu" if isinstance(a, np.ndarray) else type(a).__name__
-            raise TypeError(f"{op}: argument '{name}' is a {where} array, but this op runs on {self.device_name}")
+            raise TypeError(f"{op}: argument '{name}' is a {where} array, but this op runs on {self.device}")
         if integer:
             if a.dtype.kind not in "iu":
                 raise TypeError(f"{op}: argument '{name}' must hold integers, got {a.dtype}")
@@ -71,7 +74,7 @@ class KernelBackend:
         """An array the kernel updates in place (optimizer state), as a contiguous array
         of dtype; when that takes a copy, _write_back puts the result where it belongs."""
         if not isinstance(a, self.xp.ndarray) or a.dtype != dtype:
-            raise TypeError(f"{op}: argument '{name}' must be a {dtype} array on {self.device_name}, "
+            raise TypeError(f"{op}: argument '{name}' must be a {dtype} array on {self.device}, "
                             f"got {getattr(a, 'dtype', type(a).__name__)}")
         return self.xp.ascontiguousarray(a)
 
@@ -342,12 +345,3 @@ class KernelBackend:
         for original, work in ((param, p), (m, mw), (v, vw)):
             self._write_back(original, work)
 
-
-INTERFACE = (
-    "conv2d_forward", "conv2d_backward", "linear_forward", "linear_backward",
-    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "lrn_forward", "lrn_backward", "relu_forward", "relu_backward",
-    "dropout_forward", "dropout_backward",
-    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
-    "sgd_update", "adam_update",
-)

@@ -1,0 +1,109 @@
+"""The one interface every backend implements.
+
+A backend runs the numeric work of the ops on arrays of one device. Three kinds exist:
+
+    ReferenceBackend   (backends/reference.py)  NumPy, written to be read: the definition
+    KernelBackend      (backends/kernels.py)    the csrc/ kernels, through a loader:
+                         HostLoader        (backends/host.py)  compiled for the CPU (minicnn._host)
+                         RawKernelLoader   (backends/cuda.py)  CuPy RawModule / NVRTC on a GPU
+                         Pybind11Loader    (backends/cuda.py)  minicnn._cuda (nvcc + cuBLAS) on a GPU
+
+``backends.for_array(array)`` gives the instance that runs ops on that array's device.
+
+Arrays are NCHW; float32 and float64 both work. ``kernel``, ``stride`` and
+``padding`` are (h, w) pairs of ints. Argument checks live in the ops
+(minicnn/ops/); a backend may assume its arguments passed them, but never lets
+a wrong-dtype or wrong-device array reach a kernel.
+"""
+
+import abc
+
+
+class Backend(abc.ABC):
+    """What an op may ask of a backend. Each method's docstring is its contract."""
+
+    name = "backend"     # "reference", "kernels", "cuda-rawkernel", "cuda-pybind11"
+    device = "cpu"       # where its arrays live: "cpu" or "cuda"
+
+    def __repr__(self):
+        return f"<minicnn backend {self.name!r} on {self.device}>"
+
+    # ------------------------------------------------------------------ convolution and linear
+    @abc.abstractmethod
+    def conv2d_forward(self, x, w, b, stride, padding, groups):
+        """x: (N, C, H, W), w: (O, C/groups, kH, kW), b: (O,) or None -> y: (N, O, OH, OW)."""
+
+    @abc.abstractmethod
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, need_dx, need_dw, need_db):
+        """-> (dx, dw, db), None for each gradient not needed."""
+
+    @abc.abstractmethod
+    def linear_forward(self, x, w, b):
+        """x: (N, in), w: (out, in), b: (out,) or None -> y = x w^T + b: (N, out)."""
+
+    @abc.abstractmethod
+    def linear_backward(self, x, w, dy, need_dx, need_dw, need_db):
+        """-> (dx, dw, db), None for each gradient not needed."""
+
+    # ------------------------------------------------------------------ pooling
+    @abc.abstractmethod
+    def max_pool2d_forward(self, x, kernel, stride, padding):
+        """-> (y, argmax): argmax (int64, y's shape) is the flat index h*W + w of each winner in its plane."""
+
+    @abc.abstractmethod
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel, stride, padding):
+        """-> dx of shape x_shape: each output's gradient goes to its winner."""
+
+    @abc.abstractmethod
+    def avg_pool2d_forward(self, x, kernel, stride, padding):
+        """-> y, the mean of each window, zero padding counted (divisor kH*kW)."""
+
+    @abc.abstractmethod
+    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding):
+        """-> dx of shape x_shape."""
+
+    # ------------------------------------------------------------------ local response normalization
+    @abc.abstractmethod
+    def lrn_forward(self, x, size, alpha, beta, k):
+        """-> (y, scale), scale = k + alpha * (sum of x^2 over the ``size`` nearest channels).
+
+        ``alpha`` is the coefficient actually used (the op divides it by size for Caffe's convention)."""
+
+    @abc.abstractmethod
+    def lrn_backward(self, x, y, scale, dy, size, alpha, beta, k):
+        """-> dx."""
+
+    # ------------------------------------------------------------------ activations and dropout
+    @abc.abstractmethod
+    def relu_forward(self, x, negative_slope):
+        """-> y = x where x > 0, negative_slope * x elsewhere."""
+
+    @abc.abstractmethod
+    def relu_backward(self, x, dy, negative_slope):
+        """-> dx = dy where x > 0, negative_slope * dy elsewhere."""
+
+    @abc.abstractmethod
+    def dropout_forward(self, x, threshold, scale, seed):
+        """-> y = x * scale where kept, 0 where dropped (threshold and scale: random.dropout_threshold_and_scale)."""
+
+    @abc.abstractmethod
+    def dropout_backward(self, dy, threshold, scale, seed):
+        """-> dx, with the same mask (same seed) and scale."""
+
+    # ------------------------------------------------------------------ loss
+    @abc.abstractmethod
+    def softmax_cross_entropy_forward(self, logits, labels):
+        """logits: (N, K), labels: (N,) int64 -> (loss (a 0-d array), probs (N, K))."""
+
+    @abc.abstractmethod
+    def softmax_cross_entropy_backward(self, probs, labels, dloss):
+        """-> dlogits = (probs - onehot(labels)) * dloss / N; dloss a number or a 0-d array."""
+
+    # ------------------------------------------------------------------ optimizer updates (in place)
+    @abc.abstractmethod
+    def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):
+        """param and velocity updated in place; velocity may be None when momentum is 0."""
+
+    @abc.abstractmethod
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        """param, m and v updated in place; step counts from 1."""

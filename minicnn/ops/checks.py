@@ -1,0 +1,76 @@
+"""The argument checks the ops share: each raises a TypeError or ValueError that names
+the op, the argument, what was expected and what was given, before any array is touched."""
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def as_tensor(op, name, value):
+    if isinstance(value, Tensor):
+        return value
+    raise TypeError(f"{op}: {name} must be a minicnn Tensor, got {type(value).__name__}")
+
+
+def check_float(op, name, t):
+    if t.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a floating point tensor (float32 or float64), got dtype {t.dtype}")
+
+
+def check_ndim(op, name, t, ndim, layout):
+    if t.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {t.shape}")
+
+
+def check_same(op, x, **others):
+    """Other tensors must live on x's device and have x's dtype."""
+    for name, t in others.items():
+        if t is None:
+            continue
+        if t.device != x.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but input is on {x.device}; move both to one device")
+        if t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but input has dtype {x.dtype}")
+
+
+def pair(op, name, value, minimum):
+    """An int or a pair of ints, each at least ``minimum``, as a (h, w) tuple."""
+    pair_ = (value, value) if isinstance(value, (int, np.integer)) else value
+    if (not isinstance(pair_, (tuple, list)) or len(pair_) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair_)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair_) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(pair_[0]), int(pair_[1])
+
+
+def positive_int(op, name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_window(op, x, kernel, padding):
+    """The kernel must fit inside the padded input."""
+    h, w = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if kernel[0] > h or kernel[1] > w:
+        raise ValueError(f"{op}: kernel size {kernel} is larger than the padded input ({h}, {w})")
+
+
+def input_4d(op, x):
+    x = as_tensor(op, "input", x)
+    check_float(op, "input", x)
+    check_ndim(op, "input", x, 4, "(N, C, H, W)")
+    return x
+
+
+def float_input(op, x):
+    x = as_tensor(op, "input", x)
+    check_float(op, "input", x)
+    return x
+
+
+def check_axis(op, x, axis):
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a {x.ndim}-D input")
+    return int(axis)

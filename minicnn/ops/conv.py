@@ -1,0 +1,99 @@
+"""Convolution and fully connected layers: conv2d, linear.
+
+The arithmetic is in the backends: backends/reference.py says, in NumPy, which
+GEMMs compute each gradient; backends/kernels.py runs the same GEMMs around the
+csrc kernels (im2col, col2im, bias).
+"""
+
+import numpy as np
+
+from .. import backends
+from ..autograd import Function
+from . import checks
+
+
+class Conv2d(Function):
+    """2-D cross-correlation, NCHW: y[n, o] = sum over c, i, j of w[o, c, i, j] x[n, c, y*s + i - p, x*s + j - p] + b[o]."""
+
+    @staticmethod
+    def check(x, weight, bias, stride, padding, groups):
+        op = "conv2d"
+        x = checks.input_4d(op, x)
+        weight = checks.as_tensor(op, "weight", weight)
+        checks.check_ndim(op, "weight", weight, 4, "(O, C/groups, kH, kW)")
+        bias = None if bias is None else checks.as_tensor(op, "bias", bias)
+        checks.check_same(op, x, weight=weight, bias=bias)
+        stride, padding = checks.pair(op, "stride", stride, 1), checks.pair(op, "padding", padding, 0)
+        if not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+        out_ch, in_per_group = weight.shape[0], weight.shape[1]
+        if x.shape[1] % groups or out_ch % groups:
+            raise ValueError(f"{op}: groups={groups} must divide both the input channels ({x.shape[1]}) "
+                             f"and the output channels ({out_ch})")
+        if in_per_group * groups != x.shape[1]:
+            raise ValueError(f"{op}: weight expects {in_per_group * groups} input channels "
+                             f"({in_per_group} per group x {groups} groups), input has {x.shape[1]}")
+        if bias is not None and bias.shape != (out_ch,):
+            raise ValueError(f"{op}: bias must have shape ({out_ch},), got {bias.shape}")
+        checks.check_window(op, x, weight.shape[2:], padding)
+        return x, weight, bias, stride, padding, int(groups)
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, groups):
+        ctx.backend = backends.for_array(x)
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.groups = stride, padding, groups
+        return ctx.backend.conv2d_forward(x, weight, bias, stride, padding, groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx, dw, db = ctx.backend.conv2d_backward(x, weight, grad_output, ctx.stride, ctx.padding, ctx.groups,
+                                                 need_x, need_w, need_b)
+        return dx, dw, db, None, None, None
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+    """2-D cross-correlation, NCHW. weight: (O, C/groups, kH, kW); bias: (O,).
+
+    Output size: floor((H + 2 padding - kH) / stride) + 1. With groups=2 the
+    channels split into two independent towers, as AlexNet's two GPUs.
+    """
+    return Conv2d.apply(x, weight, bias, stride, padding, groups)
+
+
+class Linear(Function):
+    """y = x w^T + b, with x: (N, in), w: (out, in) (PyTorch's layout), b: (out,)."""
+
+    @staticmethod
+    def check(x, weight, bias):
+        op = "linear"
+        x = checks.float_input(op, x)
+        checks.check_ndim(op, "input", x, 2, "(N, in_features)")
+        weight = checks.as_tensor(op, "weight", weight)
+        checks.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
+        bias = None if bias is None else checks.as_tensor(op, "bias", bias)
+        checks.check_same(op, x, weight=weight, bias=bias)
+        if weight.shape[1] != x.shape[1]:
+            raise ValueError(f"{op}: weight expects {weight.shape[1]} input features, input has {x.shape[1]}")
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+        return x, weight, bias
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.backend = backends.for_array(x)
+        ctx.save_for_backward(x, weight)
+        return ctx.backend.linear_forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # dx = dy w,  dw = dy^T x,  db = sum over the batch of dy
+        x, weight = ctx.saved_tensors
+        return ctx.backend.linear_backward(x, weight, grad_output, *ctx.needs_input_grad)
+
+
+def linear(x, weight, bias=None):
+    """y = x weight^T + bias, with x: (N, in), weight: (out, in) (PyTorch's layout)."""
+    return Linear.apply(x, weight, bias)

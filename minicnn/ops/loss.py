@@ -1,0 +1,157 @@
+"""Softmax and the losses: softmax, log_softmax, cross_entropy, binary_cross_entropy_with_logits."""
+
+import numpy as np
+
+from .. import backends
+from .. import device as _device
+from ..autograd import Function
+from ..tensor import Tensor
+from . import checks
+
+
+class LogSoftmax(Function):
+    """log softmax(z) = z - max(z) - log(sum(exp(z - max(z)))), along one axis."""
+
+    @staticmethod
+    def check(x, axis):
+        x = checks.float_input("log_softmax", x)
+        return x, checks.check_axis("log_softmax", x, axis)
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        xp = _device.array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)      # exp never overflows
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # d y_i/d z_j = [i == j] - softmax_j, so dz = g - softmax * sum(g)
+        (y,) = ctx.saved_tensors
+        xp = _device.array_module(y)
+        return grad_output - xp.exp(y) * grad_output.sum(axis=ctx.axis, keepdims=True), None
+
+
+def log_softmax(x, axis=-1):
+    """z - logsumexp(z), with the max subtracted first so exp never overflows."""
+    return LogSoftmax.apply(x, axis)
+
+
+class Softmax(Function):
+    """softmax(z)_i = exp(z_i - max z) / sum_j exp(z_j - max z), along one axis."""
+
+    @staticmethod
+    def check(x, axis):
+        x = checks.float_input("softmax", x)
+        return x, checks.check_axis("softmax", x, axis)
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        xp = _device.array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        y = e / e.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # d y_i/d z_j = y_i ([i == j] - y_j), so dz = y * (g - sum(g * y))
+        (y,) = ctx.saved_tensors
+        return y * (grad_output - (grad_output * y).sum(axis=ctx.axis, keepdims=True)), None
+
+
+def softmax(x, axis=-1):
+    """exp(z) / sum(exp(z)), stable."""
+    return Softmax.apply(x, axis)
+
+
+def _check_labels(op, logits, labels):
+    if isinstance(labels, Tensor):
+        labels = labels.data
+    xp = logits.xp
+    labels = xp.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integer class ids, got dtype {labels.dtype}")
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) to match the logits, got {labels.shape}")
+    classes = logits.shape[1]
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"{op}: labels must be in [0, {classes - 1}], got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
+    return labels.astype(np.int64)
+
+
+class CrossEntropy(Function):
+    """Softmax cross-entropy, mean over the batch: loss = -mean_n log softmax(z_n)[label_n]."""
+
+    @staticmethod
+    def check(logits, labels):
+        op = "cross_entropy"
+        logits = checks.float_input(op, logits)
+        checks.check_ndim(op, "logits", logits, 2, "(N, classes)")
+        return logits, _check_labels(op, logits, labels)
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        ctx.backend = backends.for_array(logits)
+        loss, probs = ctx.backend.softmax_cross_entropy_forward(logits, labels)
+        ctx.save_for_backward(probs, labels)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # d loss/d z = (softmax(z) - onehot(label)) / N
+        probs, labels = ctx.saved_tensors
+        return ctx.backend.softmax_cross_entropy_backward(probs, labels, grad_output), None
+
+
+def cross_entropy(logits, labels):
+    """Softmax cross-entropy, mean over the batch. logits: (N, classes); labels: (N,) ints."""
+    return CrossEntropy.apply(logits, labels)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """Mean of -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))], in the stable form
+    max(z, 0) - z t + log(1 + exp(-|z|))."""
+
+    @staticmethod
+    def check(logits, targets):
+        op = "binary_cross_entropy_with_logits"
+        logits = checks.float_input(op, logits)
+        if isinstance(targets, Tensor):
+            targets = targets.data
+        targets = logits.xp.asarray(targets)
+        if targets.shape != logits.shape:
+            raise ValueError(f"{op}: targets must have the logits' shape {logits.shape}, got {targets.shape}")
+        t = targets.astype(logits.dtype)
+        if t.size and (float(t.min()) < 0 or float(t.max()) > 1):
+            raise ValueError(f"{op}: targets must lie in [0, 1]")
+        return logits, t
+
+    @staticmethod
+    def forward(ctx, z, t):
+        xp = _device.array_module(z)
+        loss = (xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))).mean()
+        ctx.save_for_backward(z, t)
+        return xp.asarray(loss, dtype=z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # d loss/d z = (sigmoid(z) - t) / N
+        z, t = ctx.saved_tensors
+        xp = _device.array_module(z)
+        sig = xp.exp(-xp.logaddexp(0, -z)).astype(z.dtype)     # sigmoid(z), stable
+        return (sig - t) * (grad_output / z.size), None
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    """Mean of -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))], stable form:
+
+        max(z, 0) - z t + log(1 + exp(-|z|))
+
+    targets are 0/1 (or probabilities) of the logits' shape.
+    """
+    return BinaryCrossEntropyWithLogits.apply(logits, targets)
