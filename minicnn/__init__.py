@@ -1,6 +1,9 @@
 """minicnn: a from-scratch CNN engine (import minicnn as mc)."""
 
-from .tensor import Tensor, Parameter, tensor, no_grad, is_grad_enabled
+from .tensor import Tensor, Parameter, tensor, no_grad, enable_grad, is_grad_enabled
+from .autograd import Function
+from .creation import zeros, ones, full, rand, randn, arange
+from .ops.tensor_ops import cat, stack
 from .device import cuda_available
 from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader
 from . import functional, nn, models

@@ -111,6 +111,7 @@ class Function:
         self.next_functions = ()
         self.output_shape = ()
         self._saved = ()
+        self._saved_inputs = ()      # (input Tensor, its version) for inputs whose arrays were saved
         self._released = False
         self._hooks = {}             # Tensor.register_hook on this node's output
         self._retained_output = None  # weakref to the output, after output.retain_grad()
@@ -133,11 +134,18 @@ class Function:
                 f"Trying to backward through the graph a second time: the arrays saved for {self.name}.backward "
                 "were freed after the first backward(). Pass retain_graph=True to the first backward() "
                 "to keep them.")
+        for tensor, version in self._saved_inputs:
+            if tensor._version != version:
+                raise RuntimeError(
+                    f"an input of {self.name} (shape {tensor.shape}) was modified after the forward that saved "
+                    f"it (version {version}, now {tensor._version}), so its gradient would be computed with "
+                    "the new values. Call backward() before optimizer.step() or before changing .data.")
         return self._saved
 
     def release(self):
         """Free the saved arrays (after backward, unless the graph is retained)."""
         self._saved = ()
+        self._saved_inputs = ()
         self._released = True
 
     # ------------------------------------------------------------ the op
@@ -176,6 +184,8 @@ class Function:
         result = Tensor(out)
         ctx.output_shape = result.shape
         if any(ctx.needs_input_grad):
+            ctx._saved_inputs = tuple((a, a._version) for a in args
+                                      if isinstance(a, Tensor) and any(s is a.data for s in ctx._saved))
             ctx.next_functions = tuple(a._gradient_node() if need else None
                                        for a, need in zip(args, ctx.needs_input_grad))
             result.requires_grad = True

@@ -160,6 +160,7 @@ class SGD(Optimizer):
             backends.for_array(p.data).sgd_update(
                 p.data, p.grad, velocity, group["lr"], group["momentum"],
                 group["weight_decay"], group["nesterov"])
+            p._mark_modified()
 
 
 class Adam(Optimizer):
@@ -189,6 +190,7 @@ class Adam(Optimizer):
             backends.for_array(p.data).adam_update(
                 p.data, p.grad, buffers["m"], buffers["v"], group["lr"], beta1, beta2,
                 group["eps"], group["weight_decay"], buffers["step"])
+            p._mark_modified()
 
 
 # ------------------------------------------------------------------ schedules

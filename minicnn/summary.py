@@ -50,26 +50,26 @@ def summary(model, input_shape, dtype=np.float32):
     if len(shape) == 3:
         shape = (1,) + shape
     rows = []
-    names = {id(m): name for name, m in model.named_modules()}
-    original_call = nn.Module.__call__
 
-    def recording_call(layer, *args, **kwargs):
-        out = original_call(layer, *args, **kwargs)
-        if not layer._modules:  # a leaf layer: record what it made
+    def record(layer_name):
+        def hook(layer, inputs, out):
             out_shape = out.shape[1:]
-            params = sum(p.numel() for p in layer._parameters.values())
-            rows.append((names.get(id(layer), "?"), type(layer).__name__, out_shape, params,
+            params = sum(p.numel() for p in layer._parameters.values() if p is not None)
+            rows.append((layer_name, type(layer).__name__, out_shape, params,
                          _multiply_adds(layer, out_shape), int(np.prod(out_shape))))
-        return out
+        return hook
 
+    # a forward hook on every leaf layer records what it made, in the order the layers run
+    handles = [layer.register_forward_hook(record(name)) for name, layer in model.named_modules()
+               if not layer._modules]
     was_training = model.training
     model.eval()
-    nn.Module.__call__ = recording_call
     try:
         x = Tensor(np.zeros(shape, dtype=dtype)).to(model.device)
         with no_grad():
             model(x)
     finally:
-        nn.Module.__call__ = original_call
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     return Summary(rows, shape[1:])

@@ -41,12 +41,28 @@ class Tensor:
             data = data.astype(dtype)
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"only floating point tensors can require gradients, got dtype {data.dtype}")
+        self._version = 0            # bumped when .data is replaced or updated in place by minicnn
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.grad_fn = None          # the node of the op that made this tensor; None for a leaf
         self._hooks = {}             # a leaf's gradient hooks (a non-leaf's live on its grad_fn)
         self._accumulator = None     # a leaf's AccumulateGrad node, made when a graph first uses it
+
+    # ----------------------------------------------------------------- data and its version
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, array):
+        self._data = array
+        self._version += 1
+
+    def _mark_modified(self):
+        """Say that .data was changed in place (the optimizers do), so that a backward through
+        a graph that saved the old values raises instead of computing with the new ones."""
+        self._version += 1
 
     # ----------------------------------------------------------------- graph
     @property

@@ -12,7 +12,7 @@ class LeakyReLU(Function):
 
     @staticmethod
     def check(x, negative_slope):
-        return checks.float_input("leaky_relu", x), float(negative_slope)
+        return checks.float_input("leaky_relu", x), checks.number("leaky_relu", "negative_slope", negative_slope)
 
     @staticmethod
     def forward(ctx, x, negative_slope):
@@ -89,6 +89,14 @@ def tanh(x):
     return Tanh.apply(x)
 
 
+def dropout_probability(op, p):
+    """p checked to be a number in [0, 1]; shared with nn.Dropout."""
+    p = checks.number(op, "p", p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: p must be in [0, 1], got {p}")
+    return p
+
+
 class Dropout(Function):
     """Inverted dropout: y = x / (1 - p) where the mask keeps x, 0 where it drops it."""
 
@@ -96,10 +104,9 @@ class Dropout(Function):
     def check(x, p, seed):
         op = "dropout"
         x = checks.float_input(op, x)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{op}: p must be in [0, 1], got {p}")
+        p = dropout_probability(op, p)
         seed = _random.next_seed() if seed is None else int(seed) & 0xFFFFFFFF
-        return x, float(p), seed
+        return x, p, seed
 
     @staticmethod
     def forward(ctx, x, p, seed):

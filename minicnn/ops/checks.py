@@ -44,6 +44,12 @@ def pair(op, name, value, minimum):
     return int(pair_[0]), int(pair_[1])
 
 
+def number(op, name, value):
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
 def positive_int(op, name, value):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")

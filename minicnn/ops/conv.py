@@ -12,6 +12,14 @@ from ..autograd import Function
 from . import checks
 
 
+def conv_hyperparameters(op, stride, padding, groups):
+    """stride and padding as (h, w) pairs, groups as an int, each checked; shared with nn.Conv2d."""
+    stride, padding = checks.pair(op, "stride", stride, 1), checks.pair(op, "padding", padding, 0)
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    return stride, padding, int(groups)
+
+
 class Conv2d(Function):
     """2-D cross-correlation, NCHW: y[n, o] = sum over c, i, j of w[o, c, i, j] x[n, c, y*s + i - p, x*s + j - p] + b[o]."""
 
@@ -23,9 +31,7 @@ class Conv2d(Function):
         checks.check_ndim(op, "weight", weight, 4, "(O, C/groups, kH, kW)")
         bias = None if bias is None else checks.as_tensor(op, "bias", bias)
         checks.check_same(op, x, weight=weight, bias=bias)
-        stride, padding = checks.pair(op, "stride", stride, 1), checks.pair(op, "padding", padding, 0)
-        if not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+        stride, padding, groups = conv_hyperparameters(op, stride, padding, groups)
         out_ch, in_per_group = weight.shape[0], weight.shape[1]
         if x.shape[1] % groups or out_ch % groups:
             raise ValueError(f"{op}: groups={groups} must divide both the input channels ({x.shape[1]}) "
@@ -36,7 +42,7 @@ class Conv2d(Function):
         if bias is not None and bias.shape != (out_ch,):
             raise ValueError(f"{op}: bias must have shape ({out_ch},), got {bias.shape}")
         checks.check_window(op, x, weight.shape[2:], padding)
-        return x, weight, bias, stride, padding, int(groups)
+        return x, weight, bias, stride, padding, groups
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, groups):

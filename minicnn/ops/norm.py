@@ -7,6 +7,16 @@ from ..autograd import Function
 from . import checks
 
 
+def lrn_hyperparameters(op, size, alpha, beta, k):
+    """size (odd), alpha, beta, k checked; shared with nn.LocalResponseNorm."""
+    if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+        raise ValueError(f"{op}: size must be a positive odd int (a window centred on each channel), got {size!r}")
+    alpha, beta, k = (checks.number(op, name, v) for name, v in (("alpha", alpha), ("beta", beta), ("k", k)))
+    if k <= 0 or alpha < 0:
+        raise ValueError(f"{op}: need k > 0 and alpha >= 0, got k={k}, alpha={alpha}")
+    return int(size), alpha, beta, k
+
+
 class LocalResponseNorm(Function):
     """b[c] = a[c] / scale[c]^beta, scale[c] = k + alpha * sum of a[c']^2 over the channels c' near c."""
 
@@ -14,11 +24,8 @@ class LocalResponseNorm(Function):
     def check(x, size, alpha, beta, k, divide_alpha_by_size):
         op = "local_response_norm"
         x = checks.input_4d(op, x)
-        if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
-            raise ValueError(f"{op}: size must be a positive odd int (a window centred on each channel), got {size!r}")
-        if k <= 0 or alpha < 0:
-            raise ValueError(f"{op}: need k > 0 and alpha >= 0, got k={k}, alpha={alpha}")
-        return x, int(size), alpha, beta, k, bool(divide_alpha_by_size)
+        size, alpha, beta, k = lrn_hyperparameters(op, size, alpha, beta, k)
+        return x, size, alpha, beta, k, bool(divide_alpha_by_size)
 
     @staticmethod
     def forward(ctx, x, size, alpha, beta, k, divide_alpha_by_size):

@@ -5,13 +5,19 @@ from ..autograd import Function
 from . import checks
 
 
-def _pool_args(op, x, kernel_size, stride, padding):
-    x = checks.input_4d(op, x)
+def pool_hyperparameters(op, kernel_size, stride, padding):
+    """kernel, stride (default: the kernel) and padding as (h, w) pairs, each checked; shared with nn.MaxPool2d."""
     kernel = checks.pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None else checks.pair(op, "stride", stride, 1)
     padding = checks.pair(op, "padding", padding, 0)
     if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
         raise ValueError(f"{op}: padding {padding} must be at most half the kernel size {kernel}")
+    return kernel, stride, padding
+
+
+def _pool_args(op, x, kernel_size, stride, padding):
+    x = checks.input_4d(op, x)
+    kernel, stride, padding = pool_hyperparameters(op, kernel_size, stride, padding)
     checks.check_window(op, x, kernel, padding)
     return x, kernel, stride, padding
 
