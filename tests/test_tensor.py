@@ -103,3 +103,66 @@ def test_dtypes_and_devices():
 def test_matmul_shape_errors():
     with pytest.raises(ValueError, match="inner dimensions"):
         t(np.ones((2, 3))) @ t(np.ones((2, 3)))
+
+
+def test_pytorch_style_methods():
+    x = mc.Tensor(np.arange(6.0).reshape(2, 3))
+    assert x.size() == (2, 3) and x.size(1) == 3 and x.numel() == 6 and x.dim() == 2
+    assert x.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert x.view(3, 2).shape == (3, 2) and x.flatten().shape == (6,) and x.flatten(1).shape == (2, 3)
+    assert x.unsqueeze(0).shape == (1, 2, 3) and x.unsqueeze(-1).shape == (2, 3, 1)
+    assert x.unsqueeze(1).squeeze(1).shape == (2, 3) and mc.Tensor(np.ones((1, 3, 1))).squeeze().shape == (3,)
+    with pytest.raises(ValueError, match="axis 0 has size 2"):
+        x.squeeze(0)
+    np.testing.assert_array_equal(x > 2.0, [[False, False, False], [True, True, True]])
+    np.testing.assert_array_equal(x == x, np.ones((2, 3), bool))
+    assert {x: 1}[x] == 1                                  # hashable by identity
+    np.testing.assert_array_equal(x.max(axis=1).numpy(), [2.0, 5.0])
+    np.testing.assert_array_equal(x.min(axis=0, keepdims=True).numpy(), [[0.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(x.argmax(axis=1), [2, 2])
+    np.testing.assert_array_equal((x - 2.5).abs().clamp(0.5, 2.0).numpy(), [[2.0, 1.5, 0.5], [0.5, 1.5, 2.0]])
+    assert x.to(np.float64).dtype == np.float64 and x.cpu() is x
+
+
+def test_max_and_clamp_gradients():
+    x = t([[1.0, 3.0, 3.0], [0.5, -1.0, 2.0]])
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 1, 0], [0, 0, 1]])    # the first maximum only
+    x.grad = None
+    x.clamp(0.0, 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[1, 0, 0], [1, 0, 1]])
+    x.grad = None
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 1, 0], [0, 0, 0]])
+
+
+def test_creation_functions():
+    assert mc.zeros(2, 3).shape == (2, 3) and mc.zeros(2, 3).dtype == np.float32
+    assert mc.ones((4,), dtype=np.float64).dtype == np.float64
+    assert mc.full((2, 2), 7.0).numpy().tolist() == [[7.0, 7.0], [7.0, 7.0]]
+    assert mc.arange(5).dtype == np.int64 and mc.arange(0.0, 1.0, 0.25).shape == (4,)
+    mc.manual_seed(3)
+    a = mc.randn(3, 4)
+    mc.manual_seed(3)
+    np.testing.assert_array_equal(mc.randn(3, 4).numpy(), a.numpy())       # the generator repeats
+    r = mc.rand(1000)
+    assert 0.0 <= r.numpy().min() and r.numpy().max() < 1.0
+    assert mc.zeros(2, requires_grad=True).requires_grad
+    with pytest.raises(ValueError, match="non-negative ints"):
+        mc.zeros(2, -1)
+
+
+def test_cat_and_stack_with_gradients():
+    a, b = t(np.ones((2, 3))), t(np.ones((1, 3)))
+    joined = mc.cat([a, b], axis=0)
+    assert joined.shape == (3, 3) and joined.grad_fn.name == "Cat"
+    (joined * t(np.arange(9.0).reshape(3, 3), grad=False)).sum().backward()
+    np.testing.assert_array_equal(b.grad, [[6.0, 7.0, 8.0]])
+    c, d = t(np.ones(3)), t(np.ones(3))
+    s = mc.stack([c, d], axis=1)
+    assert s.shape == (3, 2)
+    assert mc.gradcheck(lambda c, d: mc.stack([c, d * 2.0], axis=0), [c, d])
+    with pytest.raises(ValueError, match="tensor 1 has shape"):
+        mc.stack([c, t(np.ones(2))])
+    with pytest.raises(TypeError, match="item 0 must be a minicnn Tensor"):
+        mc.cat([np.ones(2)])
