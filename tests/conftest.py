@@ -1,5 +1,14 @@
-"""Shared pytest setup: tests marked ``gpu`` are collected everywhere and skipped,
-with the reason "no CUDA device", where CuPy sees no GPU.
+"""Shared pytest setup.
+
+- The ``backend`` fixture runs a test once per backend (tests/fixtures.py lists them:
+  the NumPy reference, the host-compiled kernels, both CUDA loaders on fakes, both on a
+  GPU); ``kernel_backend`` is the same without the reference, for cases that compare a
+  backend with the ReferenceBackend; ``gpu_backend`` the two CUDA backends only.
+- Tests marked ``gpu`` are collected everywhere and skipped, with the reason
+  "no CUDA device", where CuPy sees no GPU.
+- Hypothesis profiles: "minicnn" (the default: few examples per backend, so the suite
+  stays fast on two cores), "quick" (for slow runs such as compute-sanitizer) and
+  "thorough"; pick one with --hypothesis-profile=NAME.
 
 MINICNN_CUPY_NO_POOL=1 turns CuPy's memory pool off (one cudaMalloc per array), so
 that compute-sanitizer's memcheck sees every array's bounds (scripts/gpu_check.sh).
@@ -8,6 +17,38 @@ that compute-sanitizer's memcheck sees every array's bounds (scripts/gpu_check.s
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+import fixtures
+
+# The backend fixture is set up once per test and holds for all of its examples, which
+# is what every example should see: hypothesis's warning about that is switched off.
+_quiet = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("minicnn", max_examples=15, deadline=None, suppress_health_check=_quiet)
+settings.register_profile("quick", max_examples=3, deadline=None, suppress_health_check=_quiet)
+settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=_quiet)
+settings.load_profile("minicnn")
+
+
+@pytest.fixture(params=fixtures.BACKENDS)
+def backend(request, monkeypatch):
+    """Each backend in turn (a fixtures.BackendUnderTest): minicnn's ops run on it."""
+    with fixtures.backend_selected(request.param, monkeypatch) as selected:
+        yield selected
+
+
+@pytest.fixture(params=fixtures.KERNEL_BACKENDS)
+def kernel_backend(request, monkeypatch):
+    """Each backend but the reference, in turn: the ones checked against the ReferenceBackend."""
+    with fixtures.backend_selected(request.param, monkeypatch) as selected:
+        yield selected
+
+
+@pytest.fixture(params=fixtures.GPU_BACKENDS)
+def gpu_backend(request, monkeypatch):
+    """cuda-rawkernel, then cuda-pybind11 (marked gpu)."""
+    with fixtures.backend_selected(request.param, monkeypatch) as selected:
+        yield selected
 
 
 def pytest_configure(config):

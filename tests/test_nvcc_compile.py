@@ -143,6 +143,6 @@ def test_cuda_module_errors_name_the_kernel():
         pytest.skip("minicnn._cuda is not built (MINICNN_BUILD_CUDA=1 pip install -e .)")
     from minicnn.device import cuda_available
     if cuda_available():
-        pytest.skip("a GPU is present: tests/test_cuda.py covers the module")
+        pytest.skip("a GPU is present: the tests marked gpu cover the module")
     with pytest.raises(RuntimeError, match="kernel 'relu_forward' failed"):
         _cuda.relu_forward_float32(1, 0, 0, 0.0, 0)
