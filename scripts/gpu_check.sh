@@ -6,8 +6,9 @@
 #
 #   1. build: pip install --no-build-isolation --no-deps -e . with MINICNN_BUILD_CUDA=1,
 #      so minicnn._cuda (nvcc + cuBLAS) is built or the build fails loudly
-#   2. the GPU tests (tests/test_cuda.py) with both loaders, plus the host-kernel
-#      and nvcc tests, then the whole suite
+#   2. the GPU tests (every test marked gpu: the op-family cases on the cuda-rawkernel and
+#      cuda-pybind11 backends, and tests/test_cuda.py), the host-kernel and nvcc tests,
+#      then the whole suite
 #   3. compute-sanitizer --tool memcheck over the GPU tests (MINICNN_CUDA_DEBUG=1:
 #      every launch synchronized, so a fault is pinned on its kernel)
 #   4. benchmarks/conv_bench.py (table + JSON)
@@ -50,10 +51,12 @@ step "build (pip install --no-build-isolation --no-deps -e ., MINICNN_BUILD_CUDA
 step "extensions import" import.log \
     $PY -c "import minicnn._host, minicnn._cuda, minicnn.device as d; assert d.cuda_available(), 'CuPy sees no GPU'; print('ok')"
 
-step "GPU tests, both loaders (tests/test_cuda.py)" test_cuda.log \
-    $PY -m pytest tests/test_cuda.py -v -rs --junitxml="$OUT/test_cuda.xml"
+step "GPU tests, both loaders (pytest -m gpu)" test_cuda.log \
+    $PY -m pytest tests -m gpu -v -rs --junitxml="$OUT/test_cuda.xml"
 step "host-kernel and nvcc tests" test_kernels.log \
-    $PY -m pytest tests/test_host_kernels.py tests/test_nvcc_compile.py -v -rs --junitxml="$OUT/test_kernels.xml"
+    $PY -m pytest tests/test_conv.py tests/test_pool.py tests/test_norm.py tests/test_activation.py \
+        tests/test_loss.py tests/test_linear.py tests/test_optim.py tests/test_backends.py \
+        tests/test_nvcc_compile.py -m "not gpu" -v -rs --junitxml="$OUT/test_kernels.xml"
 step "whole test suite, default loader (rawkernel)" test_all_rawkernel.log \
     env MINICNN_CUDA_LOADER=rawkernel $PY -m pytest tests -q -rs
 step "whole test suite, pybind11 loader" test_all_pybind11.log \
@@ -63,9 +66,11 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
     # CuPy's memory pool carves arrays out of larger blocks, so an overrun into a
     # neighbour would go unseen: MINICNN_CUPY_NO_POOL=1 (tests/conftest.py) gives each
     # array its own cudaMalloc. MINICNN_CUDA_DEBUG=1 synchronizes after every launch.
+    # The "quick" hypothesis profile (tests/conftest.py) keeps the gradchecks' thousands of
+    # launches short under memcheck; every kernel still runs at every size of the GPU cases.
     step "compute-sanitizer memcheck over the GPU tests" sanitizer.log \
         env MINICNN_CUDA_DEBUG=1 MINICNN_CUPY_NO_POOL=1 compute-sanitizer --tool memcheck --error-exitcode 1 \
-            --target-processes all $PY -m pytest tests/test_cuda.py -q -x -rs
+            --target-processes all $PY -m pytest tests -m gpu -q -x -rs --hypothesis-profile=quick
     grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -n 1 | tee -a "$OUT/summary.txt"
 else
     echo "== compute-sanitizer not found: sanitizer step NOT run" | tee -a "$OUT/summary.txt"
