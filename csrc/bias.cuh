@@ -12,17 +12,21 @@ MC_KERNEL bias_forward(mc_index count, T* y, const T* b, mc_index O, mc_index L)
     }
 }
 
-// x: (R, L)  ->  out: (R,), out[r] = sum over l of x[r, l].
-// One thread per row. The bias gradient of a conv is sum_rows over (N*O, OH*OW)
-// followed by sum_cols over (N, O): two passes with plenty of threads each,
-// instead of O threads each walking N*OH*OW numbers. Fixed order, no atomics.
+// x: (R, L)  ->  out: (R, S), out[r, s] = sum of x[r, l] over l = s, s + S, s + 2S, ... < L.
+// S neighbouring threads share a row, each adding every S-th number of it. With S = 32 the
+// 32 threads of a warp read 32 neighbouring numbers at every step (one coalesced 128-byte
+// read), where one thread per row would read numbers L apart. A row's S partial sums are
+// then added by a second, short sum_rows over (R, S) with S = 1 (one thread per row).
+// The bias gradient of a conv is that, over (N*O, OH*OW), followed by sum_cols over (N, O).
+// Fixed order, no atomics: the same bits on every run and every launch shape.
 template <typename T>
-MC_KERNEL sum_rows(mc_index count, const T* x, T* out, mc_index L) {
-    // each r is one row; its loop walks the row left to right
-    MC_GRID_LOOP(r, count) {
+MC_KERNEL sum_rows(mc_index count, const T* x, T* out, mc_index L, mc_index S) {
+    // each i is one partial sum (r, s); its loop walks row r from s in steps of S
+    MC_GRID_LOOP(i, count) {
+        mc_index r = i / S, s = i % S;
         T sum = T(0);
-        for (mc_index l = 0; l < L; ++l) sum += x[r * L + l];
-        out[r] = sum;
+        for (mc_index l = s; l < L; l += S) sum += x[r * L + l];
+        out[i] = sum;
     }
 }
 

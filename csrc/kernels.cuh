@@ -18,5 +18,6 @@
     X(avg_pool_forward); X(avg_pool_backward);                         \
     X(lrn_forward); X(lrn_backward); X(relu_forward); X(relu_backward); \
     X(dropout_forward); X(dropout_backward);                           \
-    X(softmax_cross_entropy_forward); X(mean_forward);                 \
+    X(softmax_partials); X(softmax_cross_entropy_forward);             \
+    X(softmax_probs); X(mean_forward);                                 \
     X(softmax_cross_entropy_backward); X(sgd_update); X(adam_update)

@@ -1,37 +1,82 @@
 // loss.cuh: softmax cross-entropy, mean over the batch.
 //   loss = mean over n of -log softmax(logits[n])[labels[n]]
+// Stable softmax: log softmax(z)_j = z_j - zmax - log(sum over k of exp(z_k - zmax)).
+//
+// A row's max and sum are reductions over its K classes. As in sum_rows (bias.cuh), S
+// neighbouring threads share a row and each walks every S-th class (coalesced reads);
+// a second kernel, one thread per row, merges the S slices. Then one thread per entry
+// writes the probabilities. Four launches, each with plenty of threads, instead of one
+// thread per example walking its row three times.
 #pragma once
 #include "common.cuh"
 
-// logits: (N, K), labels: (N,) int64  ->  probs: (N, K), row_loss: (N,).
-// One thread per row (a row is one example). Stable softmax: subtract the row max
-// before exp. A label outside [0, K) gives a NaN loss instead of a bad read.
+// logits: (N, K)  ->  part_max, part_sum: (N, S), for S <= K.
+// Slice s of row n holds the classes j = s, s + S, s + 2S, ... < K:
+//   part_max[n, s] = the largest z_j of the slice
+//   part_sum[n, s] = sum over the slice of exp(z_j - part_max[n, s])
 template <typename T>
-MC_KERNEL softmax_cross_entropy_forward(mc_index count, const T* logits, const mc_index* labels,
-                                        T* probs, T* row_loss, mc_index K) {
-    // each n is one example
-    MC_GRID_LOOP(n, count) {
+MC_KERNEL softmax_partials(mc_index count, const T* logits, T* part_max, T* part_sum, mc_index K,
+                           mc_index S) {
+    // each i is one slice (n, s); its loops walk row n from class s in steps of S
+    MC_GRID_LOOP(i, count) {
+        mc_index n = i / S, s = i % S;
         const T* z = logits + n * K;
-        T* p = probs + n * K;
-        T zmax = z[0];
-        for (mc_index j = 1; j < K; ++j) zmax = z[j] > zmax ? z[j] : zmax;   // row max
+        T m = z[s];
+        for (mc_index j = s + S; j < K; j += S) m = z[j] > m ? z[j] : m;
         T sum = T(0);
-        for (mc_index j = 0; j < K; ++j) sum += mc_exp(z[j] - zmax);         // softmax denominator
-        T log_sum = mc_log(sum);
-        for (mc_index j = 0; j < K; ++j) p[j] = mc_exp(z[j] - zmax - log_sum); // probabilities
-        mc_index label = labels[n];
-        row_loss[n] = (label >= 0 && label < K) ? -(z[label] - zmax - log_sum) : mc_nan<T>();
+        for (mc_index j = s; j < K; j += S) sum += mc_exp(z[j] - m);
+        part_max[i] = m;
+        part_sum[i] = sum;
     }
 }
 
-// row_loss: (N,)  ->  loss: (1,), the batch mean. A single thread adds the rows in
-// order, so the result does not depend on the launch shape.
+// logits: (N, K), labels: (N,) int64, part_max, part_sum: (N, S)
+//   ->  row_max, log_sum, row_loss: (N,)
+// Merges row n's S slices: row_max = the largest part_max; each slice's sum is rescaled
+// from its own max to the row max, sum = sum over s of part_sum[s] * exp(part_max[s] - row_max);
+// log_sum = log(sum); row_loss = -(z[label] - row_max - log_sum).
+// A label outside [0, K) gives a NaN loss instead of a bad read.
 template <typename T>
-MC_KERNEL mean_forward(mc_index count, const T* row_loss, T* loss, mc_index N) {
+MC_KERNEL softmax_cross_entropy_forward(mc_index count, const T* logits, const mc_index* labels,
+                                        const T* part_max, const T* part_sum, T* row_max,
+                                        T* log_sum, T* row_loss, mc_index K, mc_index S) {
+    // each n is one example; its loops walk the row's S slices in order
+    MC_GRID_LOOP(n, count) {
+        const T* pm = part_max + n * S;
+        const T* ps = part_sum + n * S;
+        T zmax = pm[0];
+        for (mc_index s = 1; s < S; ++s) zmax = pm[s] > zmax ? pm[s] : zmax;
+        T sum = T(0);
+        for (mc_index s = 0; s < S; ++s) sum += ps[s] * mc_exp(pm[s] - zmax);
+        T ls = mc_log(sum);
+        row_max[n] = zmax;
+        log_sum[n] = ls;
+        mc_index label = labels[n];
+        row_loss[n] = (label >= 0 && label < K) ? -(logits[n * K + label] - zmax - ls) : mc_nan<T>();
+    }
+}
+
+// logits: (N, K), row_max, log_sum: (N,)  ->  probs: (N, K) = exp(z - row_max - log_sum).
+// One thread per entry.
+template <typename T>
+MC_KERNEL softmax_probs(mc_index count, const T* logits, const T* row_max, const T* log_sum,
+                        T* probs, mc_index K) {
+    // each i is one entry (n, j)
+    MC_GRID_LOOP(i, count) {
+        mc_index n = i / K;
+        probs[i] = mc_exp(logits[i] - row_max[n] - log_sum[n]);
+    }
+}
+
+// partial: (S,), the S partial sums of sum_rows over the row_loss (N,) seen as (1, N)
+//   ->  loss: (1,) = (sum of the partial sums) / N.
+// A single thread adds S <= 32 numbers in order: the result does not depend on the launch.
+template <typename T>
+MC_KERNEL mean_forward(mc_index count, const T* partial, T* loss, mc_index S, mc_index N) {
     // count is 1: one output
     MC_GRID_LOOP(i, count) {
         T sum = T(0);
-        for (mc_index n = 0; n < N; ++n) sum += row_loss[n];
+        for (mc_index s = 0; s < S; ++s) sum += partial[s];
         loss[i] = sum / T(N);
     }
 }

@@ -175,7 +175,7 @@ def test_bias_and_sums(n, o, L, dtype, seed):
     host_kernel("bias_forward", dtype)(y.size, y, b, o, L)
     np.testing.assert_array_equal(y, expected)               # one add per element: exact
     rows = np.empty((n * o,), dtype=dtype)
-    host_kernel("sum_rows", dtype)(n * o, y.reshape(n * o, L), rows, L)
+    host_kernel("sum_rows", dtype)(n * o, y.reshape(n * o, L), rows, L, 1)
     np.testing.assert_allclose(rows, y.reshape(n * o, L).sum(axis=1), **TOL[dtype])
     cols = np.empty((o * L,), dtype=dtype)
     host_kernel("sum_cols", dtype)(o * L, y, cols, n)
