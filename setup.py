@@ -23,6 +23,7 @@ regular, non-editable install still has the sources the RawKernel loader compile
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,15 @@ def cuda_plan():
     return {"nvcc": nvcc, "cublas": cublas, "archs": [a.strip() for a in archs if a.strip()]}
 
 
+def cuda_math_flags():
+    """MC_CUDA_MATH_FLAGS of csrc/common.cuh: the floating-point flags of both GPU builds
+    (backends/cuda.py reads the same line for NVRTC)."""
+    match = re.search(r'^#define\s+MC_CUDA_MATH_FLAGS\s+"([^"]*)"', (ROOT / "csrc" / "common.cuh").read_text(), re.M)
+    if match is None:
+        raise RuntimeError("csrc/common.cuh defines no MC_CUDA_MATH_FLAGS")
+    return match.group(1).split()
+
+
 # --------------------------------------------------------------------------- build commands
 class BuildPy(build_py):
     """Also ship csrc/*.cuh as minicnn/csrc, for the RawKernel loader of a regular install."""
@@ -140,7 +150,7 @@ class BuildExt(build_ext):
         last = plan["archs"][-1]
         gencode += ["-gencode", f"arch=compute_{last},code=compute_{last}"]   # PTX: newer GPUs JIT it
         command = [
-            plan["nvcc"], "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", *gencode,
+            plan["nvcc"], "-O2", "-std=c++17", *cuda_math_flags(), "-shared", "-Xcompiler", "-fPIC", *gencode,
             "-I" + str(ROOT / "csrc"), "-I" + pybind11.get_include(), "-I" + sysconfig.get_paths()["include"],
             "-I" + include, str(ROOT / "src" / "cuda_module.cu"),
             "-L" + lib_dir, "-l:" + lib_name, "-Xlinker", "-rpath=" + lib_dir, "-o", output,
@@ -155,7 +165,9 @@ host_extension = Extension(
     sources=["src/host_module.cpp"],
     include_dirs=["csrc", pybind11.get_include()],
     language="c++",
-    extra_compile_args=["-O2", "-std=c++17"],
+    # no contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
+    # e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do
+    extra_compile_args=["-O2", "-std=c++17", "-ffp-contract=off"],
     depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))],
 )
 extensions = [host_extension]

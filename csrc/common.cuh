@@ -39,6 +39,20 @@ typedef long long mc_index;
 #define MC_THREADS_PER_BLOCK 256
 #define MC_MAX_BLOCKS 65536
 
+// The floating-point flags of both GPU builds, written once: setup.py passes them to
+// nvcc (minicnn._cuda) and backends/cuda.py to NVRTC (the RawKernel loader).
+//   --fmad=false   no fused multiply-add: a * b + c is rounded twice, as the host build
+//                  (g++ -ffp-contract=off) and NumPy round it, so a kernel that calls no
+//                  exp/log/pow computes the same bits on the GPU as on the CPU
+//   --ftz=true     float32 denormals (|x| < 2^-126, about 1.2e-38) are read and written
+//                  as 0 on the GPU. CuPy's RawModule appends -ftz=true after our options
+//                  (the last one wins), so nvcc is given the same: both loaders agree.
+//                  float64 has no flush; the host build keeps denormals.
+//   --prec-div=true --prec-sqrt=true   IEEE-rounded division and square root (the defaults,
+//                  said here because Adam's bit-for-bit agreement rests on them)
+// docs/kernels.md, "Floating point on each runner", says what holds where.
+#define MC_CUDA_MATH_FLAGS "--fmad=false --ftz=true --prec-div=true --prec-sqrt=true"
+
 // A kernel is a template on the element type T (float or double).
 #define MC_KERNEL __global__ void
 #define MC_HD __host__ __device__ __forceinline__

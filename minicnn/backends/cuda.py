@@ -67,6 +67,21 @@ def csrc_define(name):
     return int(match.group(1))
 
 
+def cuda_math_flags():
+    """The floating-point flags both GPU builds compile with (MC_CUDA_MATH_FLAGS in csrc/common.cuh)."""
+    match = re.search(r'^#define\s+MC_CUDA_MATH_FLAGS\s+"([^"]*)"', (csrc_dir() / "common.cuh").read_text(), re.M)
+    if match is None:
+        raise RuntimeError("csrc/common.cuh defines no MC_CUDA_MATH_FLAGS")
+    return tuple(match.group(1).split())
+
+
+def nvrtc_options():
+    """What the RawKernel loader passes to cupy.RawModule: the C++ standard nvcc also uses, and
+    the math flags. CuPy appends its own (-ftz=true, --device-as-default-execution-space, -arch=sm_XX,
+    include paths); tests/test_nvcc_compile.py compiles with the whole list."""
+    return ("--std=c++17",) + cuda_math_flags()
+
+
 def kernel_source():
     """csrc/kernels.cuh with its local #includes pasted in, as one string for NVRTC.
 
@@ -123,7 +138,7 @@ class RawKernelLoader(_CupyLoader):
         super().__init__()
         names = [f"{k}<{t}>" for k in kernel_names() for t in CTYPES.values()]
         # compiled lazily by CuPy on the first get_function
-        self.module = self.cp.RawModule(code=kernel_source(), name_expressions=names)
+        self.module = self.cp.RawModule(code=kernel_source(), options=nvrtc_options(), name_expressions=names)
         self.functions = {}
 
     def function(self, kernel, dtype):
