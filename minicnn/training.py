@@ -18,10 +18,32 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import device as _device
 from . import functional as F
 from .tensor import Tensor, no_grad
 
 Evaluation = namedtuple("Evaluation", ["loss", "top1_error", "top5_error"])
+
+
+# On a GPU, fit reads the running loss and error counts from the device once per
+# READ_EVERY batches (and after the last): each read waits for the GPU to finish what is
+# queued, so reading every batch would idle it between batches. In between, the sums
+# stay on the device. On the CPU there is nothing to wait for: it reads every batch.
+READ_EVERY = 20
+
+
+def topk_error_counts(probs_or_logits, labels, ks=(1, 5)):
+    """For each k, how many images' label is not among the k highest scores, as 0-d arrays
+    of the scores' device (no copy to the host). scores: (N, classes), labels: (N,) ints
+    of the same device. With fewer than k classes every label is among the top k."""
+    xp = _device.array_module(probs_or_logits)
+    scores = probs_or_logits
+    if scores.ndim == 2 and scores.shape[1] == 1:  # one logit z (a binary head) ranks like two logits (0, z)
+        scores = xp.concatenate([xp.zeros_like(scores), scores], axis=1)
+    # rank of the true class = how many classes score strictly higher than it
+    true_scores = scores[xp.arange(len(labels)), labels]
+    rank = (scores > true_scores[:, None]).sum(axis=1)
+    return [(rank >= k).sum() for k in ks]
 
 
 def topk_errors(probs_or_logits, labels, ks=(1, 5)):
@@ -30,14 +52,7 @@ def topk_errors(probs_or_logits, labels, ks=(1, 5)):
     probs_or_logits: NumPy (N, classes); labels: (N,) ints. With fewer than k
     classes every label is among the top k (an error count of 0).
     """
-    scores = np.asarray(probs_or_logits)
-    if scores.ndim == 2 and scores.shape[1] == 1:  # one logit z (a binary head) ranks like two logits (0, z)
-        scores = np.concatenate([np.zeros_like(scores), scores], axis=1)
-    labels = np.asarray(labels)
-    # rank of the true class = how many classes score strictly higher than it
-    true_scores = scores[np.arange(len(labels)), labels]
-    rank = (scores > true_scores[:, None]).sum(axis=1)
-    return [int((rank >= k).sum()) for k in ks]
+    return [int(count) for count in topk_error_counts(np.asarray(probs_or_logits), np.asarray(labels), ks)]
 
 
 def _check_batch(images, labels, ten_crop):
@@ -218,21 +233,30 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         model.train()
         bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose else None
         total_loss, errors1, errors5, count = 0.0, 0, 0, 0
+        unread, first_unread = None, 1   # device sums (loss * n, top-1, top-5 errors) not read yet
+        read_every = READ_EVERY if device == "cuda" else 1
         start = time.perf_counter()
         for b, (images, labels) in enumerate(train_loader):
             _check_batch(images, labels, ten_crop=False)
             logits = model(Tensor(images).to(device))
-            loss = loss_fn(logits, labels)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} in epoch {epoch + 1}, batch {b + 1}: "
-                                         "try a smaller learning rate")
+            loss = loss_fn(logits, labels)              # host labels are checked on the host
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             n = len(labels)
-            e1, e5 = topk_errors(logits.numpy(), labels)
-            total_loss, errors1, errors5, count = total_loss + value * n, errors1 + e1, errors5 + e5, count + n
+            # the batch's sums, computed on the device: nothing is copied to the host here
+            sums = [loss.data * n] + topk_error_counts(logits.data, _device.to_device(np.asarray(labels), device))
+            unread = sums if unread is None else [a + s for a, s in zip(unread, sums)]
+            count += n
+            if (b + 1) % read_every and b + 1 < len(train_loader):
+                continue
+            loss_sum, e1, e5 = (float(_device.to_numpy(a)) for a in unread)   # waits for the GPU, once
+            if not math.isfinite(loss_sum):
+                where = f"batch {b + 1}" if first_unread == b + 1 else f"batches {first_unread}-{b + 1}"
+                raise FloatingPointError(f"the loss became {loss_sum} in epoch {epoch + 1}, {where}: try a smaller "
+                                         "learning rate (labels on the GPU outside [0, classes) give nan too)")
+            total_loss, errors1, errors5 = total_loss + loss_sum, errors1 + int(e1), errors5 + int(e5)
+            unread, first_unread = None, b + 2
             if bar:
                 bar.update(b + 1, f"loss {total_loss / count:.4f} top-1 err {errors1 / count:.2%}")
         train = Evaluation(total_loss / count, errors1 / count, errors5 / count)

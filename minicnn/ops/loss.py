@@ -68,20 +68,36 @@ def softmax(x, axis=-1):
     return Softmax.apply(x, axis)
 
 
+def _on_host(values):
+    """values (a Tensor, an array, a list) as a NumPy array, or None if they are on a GPU."""
+    if isinstance(values, Tensor):
+        values = values.data
+    if _device.is_array(values) and _device.device_of(values) != "cpu":
+        return None
+    return np.asarray(values)
+
+
 def _check_labels(op, logits, labels):
-    if isinstance(labels, Tensor):
-        labels = labels.data
-    xp = logits.xp
-    labels = xp.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"{op}: labels must be integer class ids, got dtype {labels.dtype}")
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) to match the logits, got {labels.shape}")
+    """The labels as int64 on the logits' device, checked without waiting for the GPU.
+
+    Labels from the host (a list, a NumPy array, a CPU tensor: what a data loader gives)
+    are checked there, then copied to the device. Labels already on the GPU are checked
+    for dtype and shape only: reading their values would wait for every kernel queued
+    before; a label out of range there gives a NaN loss instead (the kernel checks it).
+    """
+    host = _on_host(labels)
+    checked = labels.data if isinstance(labels, Tensor) else labels
+    if host is not None:
+        checked = host
+    if checked.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integer class ids, got dtype {checked.dtype}")
+    if checked.shape != (logits.shape[0],):
+        raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) to match the logits, got {checked.shape}")
     classes = logits.shape[1]
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+    if host is not None and host.size and (host.min() < 0 or host.max() >= classes):
         raise ValueError(f"{op}: labels must be in [0, {classes - 1}], got values from "
-                         f"{int(labels.min())} to {int(labels.max())}")
-    return labels.astype(np.int64)
+                         f"{int(host.min())} to {int(host.max())}")
+    return _device.to_device(checked.astype(np.int64, copy=False), logits.device)
 
 
 class CrossEntropy(Function):
@@ -121,15 +137,14 @@ class BinaryCrossEntropyWithLogits(Function):
     def check(logits, targets):
         op = "binary_cross_entropy_with_logits"
         logits = checks.float_input(op, logits)
-        if isinstance(targets, Tensor):
-            targets = targets.data
-        targets = logits.xp.asarray(targets)
+        # as _check_labels: checked on the host when they come from there, never read back from a GPU
+        host = _on_host(targets)
+        targets = host if host is not None else (targets.data if isinstance(targets, Tensor) else targets)
         if targets.shape != logits.shape:
             raise ValueError(f"{op}: targets must have the logits' shape {logits.shape}, got {targets.shape}")
-        t = targets.astype(logits.dtype)
-        if t.size and (float(t.min()) < 0 or float(t.max()) > 1):
+        if host is not None and host.size and (host.min() < 0 or host.max() > 1):
             raise ValueError(f"{op}: targets must lie in [0, 1]")
-        return logits, t
+        return logits, _device.to_device(targets.astype(logits.dtype), logits.device)
 
     @staticmethod
     def forward(ctx, z, t):
