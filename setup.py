@@ -192,7 +192,10 @@ setup(
     extras_require={
         # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
         "train": TRAIN_REQUIRES,
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11"],  # pybind11: the CUDA module compile test
+        # pybind11: the CUDA module compile test; setuptools >= 70.1 (PEP 660 editable builds without
+        # `wheel`): scripts/gpu_check.sh's dry run builds with --no-build-isolation, as a GPU box without
+        # a package index must (tests/test_gpu_check.py)
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"],
         "cuda": ["cupy-cuda13x"],
     },
     ext_modules=extensions,

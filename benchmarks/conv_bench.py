@@ -40,8 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from minicnn.backends import reference  # noqa: E402
-from minicnn.backends.reference import output_size  # noqa: E402
+from minicnn import backends  # noqa: E402
+from minicnn.shapes import output_size  # noqa: E402
 from minicnn.device import cuda_available  # noqa: E402
 
 # name, (C, H, W) of the input, O, kernel, stride, padding, groups: the paper's AlexNet on 227x227
@@ -195,9 +195,10 @@ def implementations(on_gpu, torch, timer_args):
             impls.append(("torch-nocudnn", torch_impl(torch, "cuda"), Timer("torch", warmup, repeats), False))
         impls.append(("gemm-only(cuBLAS)", gemm_only_impl(cupy, cupy.asarray), Timer("cupy", warmup, repeats), None))
     else:
-        from minicnn.backends import host
-        impls.append(("minicnn-host-kernels", minicnn_impl(host, lambda a: a), Timer("cpu", warmup, repeats), True))
-        impls.append(("numpy-reference", minicnn_impl(reference, lambda a: a), Timer("cpu", warmup, repeats), True))
+        impls.append(("minicnn-host-kernels", minicnn_impl(backends.host_backend(), lambda a: a),
+                      Timer("cpu", warmup, repeats), True))
+        impls.append(("numpy-reference", minicnn_impl(backends.reference_backend(), lambda a: a),
+                      Timer("cpu", warmup, repeats), True))
         if torch is not None:
             impls.append(("torch-cpu", torch_impl(torch, "cpu"), Timer("cpu", warmup, repeats), False))
         impls.append(("gemm-only(numpy)", gemm_only_impl(np, lambda a: a), Timer("cpu", warmup, repeats), None))
@@ -221,6 +222,7 @@ def validate_against_reference(layer, impl_name, make):
     arrays = small.data(seed=7)
     x, w, b, dy = arrays
     stride, padding, groups = small.args()
+    reference = backends.reference_backend()
     expected = {
         "forward": (reference.conv2d_forward(x, w, b, stride, padding, groups),),
         "backward-data": reference.conv2d_backward(x, w, dy, stride, padding, groups, True, False, False)[:1],
