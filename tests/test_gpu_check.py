@@ -23,8 +23,12 @@ SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 sys.path.insert(0, str(ROOT / "scripts"))
 import junit_summary  # noqa: E402
 
+from minicnn.device import cuda_available  # noqa: E402
+
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="needs bash and coreutils' timeout")
+# the dry run is for machines without a GPU (CI); where there is one, the stages run for real
+no_gpu = pytest.mark.skipif(cuda_available(), reason="a GPU is here: scripts/gpu_check.sh runs for real, not dry")
 
 
 def gpu_check(*args, env=None, timeout=300):
@@ -63,6 +67,7 @@ def test_junit_summary_counts_and_verdicts(tmp_path):
 
 
 # --------------------------------------------------------------------------- the dry run
+@no_gpu
 @needs_bash
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU machines run Linux")
 def test_dry_run_build_test_and_bench(tmp_path):
@@ -112,6 +117,7 @@ def fake_cuda_home(tmp_path, ending):
     return home
 
 
+@no_gpu
 @needs_bash
 @pytest.mark.parametrize("ending, verdict, says", [
     ('echo "========= ERROR SUMMARY: 0 errors"; exit $status', "PASS", "memcheck: 0 errors in 1 process(es)"),
@@ -129,6 +135,7 @@ def test_sanitize_is_judged_by_the_error_summary_line(tmp_path, ending, verdict,
     assert "tests under memcheck: passed" in text          # the tests, for information
 
 
+@no_gpu
 @needs_bash
 def test_sanitize_without_a_sanitizer_fails_and_says_where_it_looked(tmp_path):
     env = {"CUDA_HOME": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
@@ -138,6 +145,7 @@ def test_sanitize_without_a_sanitizer_fails_and_says_where_it_looked(tmp_path):
 
 
 # --------------------------------------------------------------------------- what a GPU box without the CUDA build sees
+@no_gpu
 @needs_bash
 def test_python_headers_missing_is_said_clearly(tmp_path):
     shim = tmp_path / "python3"
@@ -166,6 +174,7 @@ def test_later_stages_need_the_cuda_build(tmp_path):
         assert "minicnn/_cuda*.so is missing; run 'scripts/gpu_check.sh build OUTDIR' first" in text
 
 
+@no_gpu
 @needs_bash
 def test_a_stage_that_runs_out_of_time_still_writes_its_summary(tmp_path):
     slow = tmp_path / "test_slow.py"
