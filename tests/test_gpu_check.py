@@ -85,9 +85,9 @@ def test_dry_run_build_test_and_bench(tmp_path):
     assert "minicnn._host imports" in build
     test = summary(tmp_path, "test")
     # the GPU tests skipped, and said so: never counted as passed
-    assert "GPU tests, both loaders: passed 0, failed 0, errors 0, skipped" in test
+    assert "GPU tests, both loaders (-m gpu): passed 0, failed 0, errors 0, skipped" in test
     assert "no CUDA device" in test
-    assert "the rest of the suite (tests/test_bad_input.py): passed" in test
+    assert "the rest (tests/test_bad_input.py, -m 'not gpu'): passed" in test
     assert (tmp_path / "conv_bench.json").is_file() and "conv5" in summary(tmp_path, "bench")
 
 
