@@ -86,9 +86,7 @@ def _check_labels(op, logits, labels):
     before; a label out of range there gives a NaN loss instead (the kernel checks it).
     """
     host = _on_host(labels)
-    checked = labels.data if isinstance(labels, Tensor) else labels
-    if host is not None:
-        checked = host
+    checked = host if host is not None else (labels.data if isinstance(labels, Tensor) else labels)
     if checked.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integer class ids, got dtype {checked.dtype}")
     if checked.shape != (logits.shape[0],):
