@@ -6,6 +6,14 @@
 // where the kernel takes pointers and Python numbers where it takes scalars, in
 // the kernel's own argument order (the first argument is always the count of
 // loop indices). Run it under a debugger to step through a kernel line by line.
+//
+// A kernel trusts its count and shape arguments: given a count larger than its
+// buffers it reads and writes past them. These bindings are callable from Python
+// by anyone, so before a kernel runs they check that every array holds at least
+// what the kernel will touch (the table "What each kernel touches" below) and
+// raise ValueError otherwise. The CUDA bindings (src/cuda_module.cu) take raw
+// device pointers, which carry no size: there backends/kernels.py is what
+// guarantees the sizes, by allocating every buffer from the shapes it launches with.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -15,11 +23,202 @@
 
 namespace py = pybind11;
 
+// ---------------------------------------------------------------------------
+// The size checks. They raise SizeError; the binding adds the kernel's name.
+struct SizeError {
+    std::string message;
+};
+
+// An array argument as the size checks see it: how many elements it holds.
+struct Size {
+    mc_index elements;
+};
+
+// HOLDS(x, n): the kernel touches elements [0, n) of array x.
+#define HOLDS(array, n) holds(array, n, #array)
+inline void holds(Size array, mc_index needed, const char* name) {
+    if (needed > array.elements)
+        throw SizeError{std::string("array '") + name + "' holds " + std::to_string(array.elements) +
+                        " elements, but the count and shape arguments make the kernel touch " +
+                        std::to_string(needed)};
+}
+
+// POSITIVE(count, v): a shape argument the kernel divides by must be >= 1 whenever there is work.
+#define POSITIVE(count, value) positive(count, value, #value)
+inline void positive(mc_index count, mc_index value, const char* name) {
+    if (count > 0 && value < 1)
+        throw SizeError{std::string("argument '") + name + "' must be >= 1, got " + std::to_string(value)};
+}
+
+// a * b * ..., or an error when it does not fit in 64 bits (the kernel's indices would wrap).
+inline mc_index product(std::initializer_list<mc_index> factors) {
+    mc_index result = 1;
+    for (mc_index f : factors) {
+        if (f <= 0) return 0;   // an empty extent: the kernel's bounds tests let nothing through
+        if (__builtin_mul_overflow(result, f, &result))
+            throw SizeError{"the count and shape arguments overflow 64-bit indices"};
+    }
+    return result;
+}
+
+// How many groups of `per` consecutive indices the indices 0 .. count-1 reach: ceil(count / per).
+inline mc_index groups_of(mc_index count, mc_index per) { return count <= 0 ? 0 : (count - 1) / per + 1; }
+
+// ---------------------------------------------------------------------------
+// What each kernel touches: one function per kernel of MC_FOR_EACH_KERNEL, with the
+// kernel's own parameter list and each pointer replaced by the Size of its array.
+// Each line states how many elements one array must hold, worked out from count and
+// the shape arguments as the kernel's index arithmetic reaches them (the shapes are
+// in the comment on top of each kernel in csrc/). A kernel without its function
+// here does not compile, so the check cannot be forgotten for a new kernel.
+#define MC_SIZES(kernel) template <typename T> void kernel##_sizes
+
+// cols (N, C*kh*kw, OH*OW) has count entries, copied from the N*C planes (H, W) of x.
+MC_SIZES(im2col)(mc_index count, Size x, Size cols, mc_index, mc_index H, mc_index W, mc_index kh, mc_index kw,
+                 mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, kh); POSITIVE(count, kw); POSITIVE(count, OH); POSITIVE(count, OW);
+    HOLDS(cols, count);
+    HOLDS(x, product({groups_of(count, product({kh, kw, OH, OW})), H, W}));
+}
+
+// x (N, C, H, W) has count entries, each gathered from its image's columns (C*kh*kw, OH*OW).
+MC_SIZES(col2im)(mc_index count, Size cols, Size x, mc_index C, mc_index H, mc_index W, mc_index kh, mc_index kw,
+                 mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, C); POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
+    HOLDS(x, count);
+    HOLDS(cols, product({groups_of(count, product({C, H, W})), C, kh, kw, OH, OW}));
+}
+
+// y (N, O, L) has count entries; b (O,).
+MC_SIZES(bias_forward)(mc_index count, Size y, Size b, mc_index O, mc_index L) {
+    POSITIVE(count, O); POSITIVE(count, L);
+    HOLDS(y, count);
+    HOLDS(b, count > 0 ? O : 0);
+}
+
+// x (count, L)  ->  out (count,).
+MC_SIZES(sum_rows)(mc_index count, Size x, Size out, mc_index L) {
+    HOLDS(x, product({count, L}));
+    HOLDS(out, count);
+}
+
+// x (R, count)  ->  out (count,).
+MC_SIZES(sum_cols)(mc_index count, Size x, Size out, mc_index R) {
+    HOLDS(x, product({R, count}));
+    HOLDS(out, count);
+}
+
+// y, argmax (N, C, OH, OW) have count entries; x the same planes, of H*W.
+MC_SIZES(max_pool_forward)(mc_index count, Size x, Size y, Size argmax, mc_index H, mc_index W, mc_index, mc_index,
+                           mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, OH); POSITIVE(count, OW);
+    HOLDS(y, count);
+    HOLDS(argmax, count);
+    HOLDS(x, product({groups_of(count, product({OH, OW})), H, W}));
+}
+
+// dx (N, C, H, W) has count entries; dy and argmax the same planes, of OH*OW.
+MC_SIZES(max_pool_backward)(mc_index count, Size dy, Size argmax, Size dx, mc_index H, mc_index W, mc_index,
+                            mc_index, mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
+    HOLDS(dx, count);
+    HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
+    HOLDS(argmax, product({groups_of(count, product({H, W})), OH, OW}));
+}
+
+// y (N, C, OH, OW) has count entries; x the same planes, of H*W.
+MC_SIZES(avg_pool_forward)(mc_index count, Size x, Size y, mc_index H, mc_index W, mc_index, mc_index, mc_index,
+                           mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, OH); POSITIVE(count, OW);
+    HOLDS(y, count);
+    HOLDS(x, product({groups_of(count, product({OH, OW})), H, W}));
+}
+
+// dx (N, C, H, W) has count entries; dy the same planes, of OH*OW.
+MC_SIZES(avg_pool_backward)(mc_index count, Size dy, Size dx, mc_index H, mc_index W, mc_index, mc_index,
+                            mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
+    HOLDS(dx, count);
+    HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
+}
+
+// y, scale (N, C, HW) have count entries; x is read across its images' channels, so whole images.
+MC_SIZES(lrn_forward)(mc_index count, Size x, Size y, Size scale, mc_index C, mc_index HW, mc_index, T, T, T) {
+    POSITIVE(count, C); POSITIVE(count, HW);
+    HOLDS(x, product({groups_of(count, product({C, HW})), C, HW}));
+    HOLDS(y, count);
+    HOLDS(scale, count);
+}
+
+// x, dx (N, C, HW) have count entries; y, scale and dy are read across channels, so whole images.
+MC_SIZES(lrn_backward)(mc_index count, Size x, Size y, Size scale, Size dy, Size dx, mc_index C, mc_index HW,
+                       mc_index, T, T) {
+    POSITIVE(count, C); POSITIVE(count, HW);
+    mc_index whole_images = product({groups_of(count, product({C, HW})), C, HW});
+    HOLDS(x, count);
+    HOLDS(y, whole_images);
+    HOLDS(scale, whole_images);
+    HOLDS(dy, whole_images);
+    HOLDS(dx, count);
+}
+
+// Element-wise: every array has count entries.
+MC_SIZES(relu_forward)(mc_index count, Size x, Size y, T) {
+    HOLDS(x, count); HOLDS(y, count);
+}
+MC_SIZES(relu_backward)(mc_index count, Size x, Size dy, Size dx, T) {
+    HOLDS(x, count); HOLDS(dy, count); HOLDS(dx, count);
+}
+MC_SIZES(dropout_forward)(mc_index count, Size x, Size y, unsigned int, T, unsigned int) {
+    HOLDS(x, count); HOLDS(y, count);
+}
+MC_SIZES(dropout_backward)(mc_index count, Size dy, Size dx, unsigned int, T, unsigned int) {
+    HOLDS(dy, count); HOLDS(dx, count);
+}
+
+// count rows: logits, probs (count, K); labels, row_loss (count,).
+MC_SIZES(softmax_cross_entropy_forward)(mc_index count, Size logits, Size labels, Size probs, Size row_loss,
+                                        mc_index K) {
+    POSITIVE(count, K);
+    HOLDS(logits, product({count, K}));
+    HOLDS(probs, product({count, K}));
+    HOLDS(labels, count);
+    HOLDS(row_loss, count);
+}
+
+// loss (count,), each entry the mean of row_loss (N,).
+MC_SIZES(mean_forward)(mc_index count, Size row_loss, Size loss, mc_index N) {
+    HOLDS(row_loss, count > 0 ? N : 0);
+    HOLDS(loss, count);
+}
+
+// probs, dlogits (N, K) have count entries; labels one per row; dloss (1,).
+MC_SIZES(softmax_cross_entropy_backward)(mc_index count, Size probs, Size labels, Size dloss, Size dlogits, mc_index,
+                                         mc_index K) {
+    POSITIVE(count, K);
+    HOLDS(probs, count);
+    HOLDS(dlogits, count);
+    HOLDS(labels, groups_of(count, K));
+    HOLDS(dloss, count > 0 ? 1 : 0);
+}
+
+// Optimizer updates: every array has count entries (SGD without momentum gets the
+// parameter itself as its velocity from backends/kernels.py).
+MC_SIZES(sgd_update)(mc_index count, Size param, Size grad, Size velocity, T, T, T, mc_index) {
+    HOLDS(param, count); HOLDS(grad, count); HOLDS(velocity, count);
+}
+MC_SIZES(adam_update)(mc_index count, Size param, Size grad, Size m, Size v, T, T, T, T, T, T, T, T, T) {
+    HOLDS(param, count); HOLDS(grad, count); HOLDS(m, count); HOLDS(v, count);
+}
+
+// ---------------------------------------------------------------------------
 // How a Python argument becomes a kernel argument: scalars pass through ...
 template <typename A>
 struct Arg {
     using Py = A;
+    using Sized = A;   // what the size check gets in its place
     static A get(A value, const char*) { return value; }
+    static A size(A value) { return value; }
 };
 
 // ... and a pointer comes from a NumPy array, checked so that a wrong dtype, a
@@ -27,6 +226,7 @@ struct Arg {
 template <typename E>
 struct Arg<E*> {
     using Py = py::array;
+    using Sized = Size;
     static E* get(py::array a, const char* kernel) {
         using V = typename std::remove_const<E>::type;
         py::dtype want = py::dtype::of<V>();
@@ -42,19 +242,27 @@ struct Arg<E*> {
                                   ": output array is read-only");
         return static_cast<E*>(const_cast<void*>(a.data()));
     }
+    static Size size(const py::array& a) { return Size{(mc_index)a.size()}; }
 };
 
 // Bind one instantiation of a kernel: the Python signature mirrors the kernel's.
+// The arrays' sizes are checked first (sizes: the kernel's MC_SIZES function).
 template <typename... K>
-void def_kernel(py::module_& m, const std::string& pyname, const char* name, void (*kernel)(K...)) {
-    m.def(pyname.c_str(), [name, kernel](typename Arg<K>::Py... args) {
+void def_kernel(py::module_& m, const std::string& pyname, const char* name, void (*kernel)(K...),
+                void (*sizes)(typename Arg<K>::Sized...)) {
+    m.def(pyname.c_str(), [name, kernel, sizes](typename Arg<K>::Py... args) {
+        try {
+            sizes(Arg<K>::size(args)...);
+        } catch (const SizeError& e) {
+            throw py::value_error(std::string("minicnn._host.") + name + ": " + e.message);
+        }
         kernel(Arg<K>::get(args, name)...);   // one thread runs the whole grid-stride loop
     });
 }
 
-#define MC_BIND(kernel)                                                 \
-    def_kernel(m, #kernel "_float32", #kernel, &kernel<float>);         \
-    def_kernel(m, #kernel "_float64", #kernel, &kernel<double>)
+#define MC_BIND(kernel)                                                                      \
+    def_kernel(m, #kernel "_float32", #kernel, &kernel<float>, &kernel##_sizes<float>);      \
+    def_kernel(m, #kernel "_float64", #kernel, &kernel<double>, &kernel##_sizes<double>)
 
 PYBIND11_MODULE(_host, m) {
     m.doc() = "minicnn's csrc kernels compiled for the CPU (host emulation of the CUDA grid)";

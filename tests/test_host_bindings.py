@@ -1,0 +1,96 @@
+"""The raw kernel bindings of minicnn._host check their arrays' sizes before a kernel runs.
+
+A kernel trusts its count and shape arguments; the bindings must refuse a call whose
+arrays are smaller than those arguments imply (a segfault or silent corruption
+otherwise). For every kernel: a call with arrays of exactly the size needed runs,
+and the same call with any one array one element short raises a ValueError naming
+that array. (The CUDA bindings take raw pointers; there backends/kernels.py, which
+allocates every buffer from the launch's shapes, guarantees the sizes.)
+"""
+
+import numpy as np
+import pytest
+
+_host = pytest.importorskip("minicnn._host", reason="minicnn._host is not built (pip install -e .)")
+
+from minicnn.backends.cuda import kernel_names  # noqa: E402
+
+
+def f(n):
+    return np.zeros(n, np.float64)
+
+
+def i(n):
+    return np.zeros(n, np.int64)
+
+
+# kernel: (count, [arguments after count]); arrays are (name, array) pairs, each exactly the
+# size the kernel touches. Shapes: N=2 images, C=3 channels, a 5x4 input, a 3x2 kernel with
+# stride (1, 2) and padding (1, 0) -> a 5x2 output; pooling 5x5 -> 2x2 (3/2); 3 rows of 4 logits.
+CASES = {
+    "im2col": (360, [("x", f(120)), ("cols", f(360)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
+    "col2im": (120, [("cols", f(360)), ("x", f(120)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
+    "bias_forward": (24, [("y", f(24)), ("b", f(3)), 3, 4]),
+    "sum_rows": (6, [("x", f(24)), ("out", f(6)), 4]),
+    "sum_cols": (4, [("x", f(24)), ("out", f(4)), 6]),
+    "max_pool_forward": (8, [("x", f(50)), ("y", f(8)), ("argmax", i(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "max_pool_backward": (50, [("dy", f(8)), ("argmax", i(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "avg_pool_forward": (8, [("x", f(50)), ("y", f(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "avg_pool_backward": (50, [("dy", f(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "lrn_forward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
+    "lrn_backward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
+                          3, 4, 5, 1e-4, 0.75]),
+    "relu_forward": (10, [("x", f(10)), ("y", f(10)), 0.0]),
+    "relu_backward": (10, [("x", f(10)), ("dy", f(10)), ("dx", f(10)), 0.0]),
+    "dropout_forward": (10, [("x", f(10)), ("y", f(10)), np.uint32(1 << 23), 2.0, np.uint32(7)]),
+    "dropout_backward": (10, [("dy", f(10)), ("dx", f(10)), np.uint32(1 << 23), 2.0, np.uint32(7)]),
+    "softmax_cross_entropy_forward": (3, [("logits", f(12)), ("labels", i(3)), ("probs", f(12)),
+                                          ("row_loss", f(3)), 4]),
+    "mean_forward": (1, [("row_loss", f(3)), ("loss", f(1)), 3]),
+    "softmax_cross_entropy_backward": (12, [("probs", f(12)), ("labels", i(3)), ("dloss", f(1)),
+                                            ("dlogits", f(12)), 3, 4]),
+    "sgd_update": (5, [("param", f(5)), ("grad", f(5)), ("velocity", f(5)), 0.1, 0.9, 0.0, 0]),
+    "adam_update": (5, [("param", f(5)), ("grad", f(5)), ("m", f(5)), ("v", f(5)), 1e-3, 0.9, 0.999,
+                        0.1, 0.001, 0.1, 0.001, 1e-8, 0.0]),
+}
+
+
+def _call(name, count, args):
+    values = [a[1].copy() if isinstance(a, tuple) else a for a in args]
+    getattr(_host, f"{name}_float64")(count, *values)
+
+
+def test_every_kernel_has_a_case():
+    assert set(CASES) == set(kernel_names())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_exact_sizes_run(name):
+    count, args = CASES[name]
+    _call(name, count, args)
+
+
+@pytest.mark.parametrize("name, position", [(name, p) for name, (_, args) in sorted(CASES.items())
+                                            for p, a in enumerate(args) if isinstance(a, tuple)])
+def test_one_element_short_is_refused(name, position):
+    count, args = CASES[name]
+    array_name, array = args[position]
+    short = list(args)
+    short[position] = (array_name, array[:-1])
+    with pytest.raises(ValueError, match=rf"minicnn\._host\.{name}: array '{array_name}' holds {len(array) - 1} "):
+        _call(name, count, short)
+
+
+def test_a_count_far_beyond_the_arrays_raises_instead_of_crashing():
+    x, y = np.zeros(10, np.float32), np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="holds 10 elements.*touch 10000000"):
+        _host.relu_forward_float32(10_000_000, x, y, 0.0)
+    assert not y.any()   # nothing was written
+
+
+def test_a_zero_divisor_and_an_overflowing_shape_are_refused():
+    with pytest.raises(ValueError, match="argument 'OW' must be >= 1, got 0"):
+        _host.im2col_float64(9, f(9), f(9), 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 0)
+    with pytest.raises(ValueError, match="overflow"):
+        _host.im2col_float64(9, f(9), f(9), 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1)
+    _host.relu_forward_float64(0, f(0), f(0), 0.0)   # no work: nothing to check
