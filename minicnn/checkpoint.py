@@ -8,12 +8,14 @@ a JSON document in the member "meta.json", in which each array appears as
 
 Writes are atomic: the file is written under a temporary name in the same
 folder and renamed over the final name only when complete (os.replace), so a
-crash mid-write leaves the previous checkpoint intact, never a broken one.
+crash mid-write leaves the previous checkpoint intact, never a broken one. The
+file gets the permissions any new file gets (0666 less the umask, as open()
+gives), not the owner-only mode of tempfile.mkstemp.
 """
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -71,7 +73,7 @@ def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, 
     arrays["meta.json"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -83,10 +85,31 @@ def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, 
         raise
 
 
+def _create_temporary(path):
+    """A new file beside ``path`` with a unique name: (descriptor, name). Created with mode
+    0666, which the umask narrows, like any file open() creates (mkstemp would give 0600)."""
+    while True:
+        tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                           f"{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def _read(path):
     """meta and arrays of the checkpoint at ``path``, or a ValueError saying what is wrong."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # checked first: np.load would read a .npy or a pickle instead
+        with open(path, "rb") as f:
+            starts_like_a_zip = f.read(4) == b"PK\x03\x04"
+        if starts_like_a_zip:
+            raise ValueError(f"checkpoint {path} is corrupt (a truncated or damaged .npz archive)")
+        raise ValueError(f"{path} is not a minicnn checkpoint (not an .npz archive; checkpoints are written "
+                         "by mc.save and by 'python -m minicnn train')")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}  # reading checks every member's CRC

@@ -142,3 +142,35 @@ def test_a_mismatched_checkpoint_names_the_problem(tmp_path):
         mc.load(path, model, optim.Adam(model.parameters()))
     with pytest.raises(ValueError, match="no scheduler state"):
         mc.load(path, model, opt, optim.StepLR(opt, 1))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoint_gets_the_mode_any_new_file_gets(tmp_path, umask):
+    model, opt, _, _, _ = setup()
+    old = os.umask(umask)
+    try:
+        mc.save(str(tmp_path / "c.npz"), model, opt, epoch=1)
+        with open(tmp_path / "plain.txt", "w") as f:   # what open() gives under the same umask
+            f.write("x")
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / "c.npz").st_mode & 0o777
+    assert mode == 0o666 & ~umask == os.stat(tmp_path / "plain.txt").st_mode & 0o777
+    assert sorted(os.listdir(tmp_path)) == ["c.npz", "plain.txt"]   # no temporary file left
+
+
+def test_files_of_other_kinds_are_named_not_a_checkpoint(tmp_path):
+    from PIL import Image
+    png = tmp_path / "some.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.zeros(3))
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{}], dtype=object), allow_pickle=True)
+    for path in (png, npy, pickled):
+        with pytest.raises(ValueError, match=rf"{path.name} is not a minicnn checkpoint \(not an .npz archive") as e:
+            mc.load(str(path))
+        assert "pickle" not in str(e.value)
+    with pytest.raises(IsADirectoryError, match="is a folder, not a checkpoint"):
+        mc.load(str(tmp_path))
