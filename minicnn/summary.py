@@ -45,29 +45,53 @@ class Summary:
 
 def summary(model, input_shape, dtype=np.float32):
     """Run one zero input of ``input_shape`` (C, H, W) or (N, C, H, W) through ``model`` and
-    report each leaf layer's output shape, parameters, multiply-adds and output neurons."""
+    report each leaf layer's output shape, parameters, multiply-adds and output neurons.
+
+    When the input cannot pass through the model, a ValueError names the layer that
+    refused it, the shape it was given and the reason (the op's own message)."""
     shape = tuple(input_shape)
     if len(shape) == 3:
         shape = (1,) + shape
+    if len(shape) != 4 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        raise ValueError(f"summary: input_shape must be (C, H, W) or (N, C, H, W) of positive ints, "
+                         f"got {tuple(input_shape)!r}")
     rows = []
+    running = []  # the layers entered and not yet left, outermost first: who failed, if one does
 
-    def record(layer_name):
+    def enter(layer_name):
+        def pre_hook(layer, inputs):
+            running.append((layer_name, layer, [getattr(a, "shape", None) for a in inputs]))
+        return pre_hook
+
+    def leave(layer_name, leaf):
         def hook(layer, inputs, out):
-            out_shape = out.shape[1:]
-            params = sum(p.numel() for p in layer._parameters.values() if p is not None)
-            rows.append((layer_name, type(layer).__name__, out_shape, params,
-                         _multiply_adds(layer, out_shape), int(np.prod(out_shape))))
+            running.pop()
+            if leaf:
+                out_shape = out.shape[1:]
+                params = sum(p.numel() for p in layer._parameters.values() if p is not None)
+                rows.append((layer_name, type(layer).__name__, out_shape, params,
+                             _multiply_adds(layer, out_shape), int(np.prod(out_shape))))
         return hook
 
-    # a forward hook on every leaf layer records what it made, in the order the layers run
-    handles = [layer.register_forward_hook(record(name)) for name, layer in model.named_modules()
-               if not layer._modules]
+    # hooks on every layer: a leaf's forward hook records what it made, in the order the layers run
+    handles = []
+    for name, layer in model.named_modules():
+        if name:
+            handles.append(layer.register_forward_pre_hook(enter(name)))
+            handles.append(layer.register_forward_hook(leave(name, leaf=not layer._modules)))
     was_training = model.training
     model.eval()
     try:
         x = Tensor(np.zeros(shape, dtype=dtype)).to(model.device)
         with no_grad():
             model(x)
+    except (ValueError, TypeError) as e:
+        if not running:
+            raise
+        name, layer, in_shapes = running[-1]
+        given = ", ".join("x".join(map(str, s[1:])) for s in in_shapes if s is not None)
+        raise ValueError(f"input {'x'.join(map(str, shape[1:]))} cannot pass through this model: layer "
+                         f"{name} ({type(layer).__name__}) gets {given} and refuses it: {e}") from e
     finally:
         for handle in handles:
             handle.remove()

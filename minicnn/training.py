@@ -55,6 +55,17 @@ def topk_errors(probs_or_logits, labels, ks=(1, 5)):
     return [int(count) for count in topk_error_counts(np.asarray(probs_or_logits), np.asarray(labels), ks)]
 
 
+def _check_finite(images, where):
+    """A batch holding NaN or infinity is named as the cause (rather than the learning rate).
+    Host arrays only: checking a device array would wait for the device."""
+    if isinstance(images, np.ndarray) and not np.isfinite(images).all():
+        bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
+        kinds = " and ".join(k for k, hit in (("NaN", np.isnan(images).any()), ("infinity", np.isinf(images).any()))
+                             if hit)
+        raise ValueError(f"{where}: the input images hold {kinds} (image {', '.join(map(str, bad[:5]))}"
+                         f"{' ...' if len(bad) > 5 else ''} of the batch); clean the data or its transform")
+
+
 def _check_batch(images, labels, ten_crop):
     want = 5 if ten_crop else 4
     if images.ndim != want:
@@ -85,6 +96,7 @@ def evaluate(model, loader, ten_crop=False, loss_fn=None):
         with no_grad():
             for images, labels in loader:
                 _check_batch(images, labels, ten_crop)
+                _check_finite(images, "evaluate")
                 n = len(labels)
                 if ten_crop:
                     views = images.shape[1]
@@ -146,60 +158,71 @@ class History:
     def __repr__(self):
         return "History(" + json.dumps(self.to_dict()) + ")"
 
-    def plot(self, path):
-        """Draw the learning curves (loss; top-1 and top-5 error; train and validation) to a PNG."""
+    def plot(self, path, val_name="validation"):
+        """Draw the learning curves to a PNG: loss, and top-1 / top-5 error in percent, per
+        epoch, for training and for the held-out set (called ``val_name``: "test" when it
+        is the test set). Top-5 is left out when it is 0 throughout (5 classes or fewer)."""
         import matplotlib
         matplotlib.use("Agg")  # no display needed
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator, PercentFormatter
 
         if len(self) == 0:
             raise ValueError("History.plot: nothing to draw, the history is empty")
         fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, keys, title in ((ax_loss, ("loss",), "loss"), (ax_err, ("top1", "top5"), "error rate")):
+        panels = ((ax_loss, ("loss",), "loss", "loss (cross-entropy)", 1),
+                  (ax_err, ("top1", "top5"), "error rate", "error", 100))
+        for ax, keys, title, ylabel, scale in panels:
             for key in keys:
-                for split, style in (("train", "-"), ("val", "--")):
+                for split, name, style in (("train", "train", "-"), ("val", val_name, "--")):
                     values = getattr(self, f"{split}_{key}")
                     if any(v is None for v in values):
                         continue
-                    ax.plot(self.epoch, values, style, marker="o", markersize=3, label=f"{split} {key}")
+                    if key == "top5" and not any(values):
+                        continue
+                    label = name + {"loss": " loss", "top1": " top-1", "top5": " top-5"}[key]
+                    ax.plot(self.epoch, [v * scale for v in values], style, marker="o", markersize=3, label=label)
             ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
             ax.set_title(title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
         ax_err.set_ylim(bottom=0)
+        ax_err.yaxis.set_major_formatter(PercentFormatter(decimals=1 if ax_err.get_ylim()[1] < 10 else 0))
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
 
 
 class _ProgressBar:
-    """One line per epoch. On a terminal it redraws in place after every batch;
-    otherwise (a log file) it prints only the finished line."""
+    """One line per epoch. On a terminal a tqdm bar, redrawn as batches finish, that
+    stays as the epoch's summary; elsewhere (a log file) only the finished line."""
 
     def __init__(self, title, total, stream=sys.stderr):
-        self.title, self.total, self.stream = title, total, stream
+        from tqdm import tqdm
+
+        self.title, self.stream = title, stream
         self.live = hasattr(stream, "isatty") and stream.isatty()
         self.start = time.perf_counter()
+        self.bar = tqdm(total=total, desc=title, unit="batch", file=stream, leave=True, dynamic_ncols=True,
+                        disable=not self.live)
 
     def update(self, done, text):
-        if self.live:
-            width = 24
-            filled = int(width * done / max(self.total, 1))
-            bar = "#" * filled + "." * (width - filled)
-            elapsed = time.perf_counter() - self.start
-            self.stream.write(f"\r{self.title} [{bar}] {done}/{self.total} {elapsed:5.1f}s {text}")
-            self.stream.flush()
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def finish(self, text):
-        line = f"{self.title} {time.perf_counter() - self.start:5.1f}s {text}"
         if self.live:
-            line = "\r" + line + "\033[K"  # overwrite the bar and clear what is left of it
-        self.stream.write(line + "\n")
-        self.stream.flush()
+            self.bar.set_postfix_str(text)
+            self.bar.close()
+        else:
+            self.stream.write(f"{self.title} {time.perf_counter() - self.start:5.1f}s {text}\n")
+            self.stream.flush()
 
 
 def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None, loss_fn=None,
-        initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True):
+        initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True, val_name="val"):
     """Train ``model`` for epochs initial_epoch+1 .. ``epochs``; return the History.
 
     Each epoch: model.train(), one pass over ``train_loader`` (forward, loss,
@@ -209,6 +232,8 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
     ignores it.
 
     loss_fn(logits, labels): F.cross_entropy by default.
+    verbose: a progress line per epoch on stderr (a tqdm bar on a terminal), in
+    which the validation set is called ``val_name`` ("test" when it is the test set).
     checkpoint: a path; the model, optimizer, scheduler, epoch, history and RNG
     state are saved there (atomically) after every epoch, with ``checkpoint_extra``
     (a JSON-able dict) alongside. To resume:
@@ -223,7 +248,9 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
     if int(epochs) < int(initial_epoch):
         raise ValueError(f"epochs ({epochs}) must be >= initial_epoch ({initial_epoch})")
     if len(train_loader) == 0:
-        raise ValueError("the training loader gives no batches (dataset smaller than batch_size with drop_last?)")
+        dataset, batch_size = getattr(train_loader, "dataset", None), getattr(train_loader, "batch_size", None)
+        detail = f" ({len(dataset)} images, batch_size {batch_size}, drop_last=True)" if dataset is not None else ""
+        raise ValueError(f"the training loader gives no batches{detail}: use a smaller batch_size or more data")
     loss_fn = loss_fn or F.cross_entropy
     history = history if history is not None else History()
     device = model.device
@@ -238,6 +265,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         start = time.perf_counter()
         for b, (images, labels) in enumerate(train_loader):
             _check_batch(images, labels, ten_crop=False)
+            _check_finite(images, f"epoch {epoch + 1}, batch {b + 1}")
             logits = model(Tensor(images).to(device))
             loss = loss_fn(logits, labels)              # host labels are checked on the host
             optimizer.zero_grad()
@@ -253,8 +281,10 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             loss_sum, e1, e5 = (float(_device.to_numpy(a)) for a in unread)   # waits for the GPU, once
             if not math.isfinite(loss_sum):
                 where = f"batch {b + 1}" if first_unread == b + 1 else f"batches {first_unread}-{b + 1}"
-                raise FloatingPointError(f"the loss became {loss_sum} in epoch {epoch + 1}, {where}: try a smaller "
-                                         "learning rate (labels on the GPU outside [0, classes) give nan too)")
+                raise FloatingPointError(f"the loss became {loss_sum} in epoch {epoch + 1}, {where}, although the "
+                                         f"inputs are finite: the training diverged; try a smaller learning rate "
+                                         f"(it is {optimizer.param_groups[0]['lr']:g}; labels on the GPU outside "
+                                         f"[0, classes) give nan too)")
             total_loss, errors1, errors5 = total_loss + loss_sum, errors1 + int(e1), errors5 + int(e5)
             unread, first_unread = None, b + 2
             if bar:
@@ -270,7 +300,9 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         if bar:
             text = f"loss {train.loss:.4f} top-1 err {train.top1_error:.2%} lr {lr:g}"
             if val_loader is not None:
-                text += f" | val loss {val.loss:.4f} top-1 err {val.top1_error:.2%} top-5 err {val.top5_error:.2%}"
+                text += f" | {val_name} loss {val.loss:.4f} top-1 err {val.top1_error:.2%}"
+                if logits.shape[-1] > 5:  # with 5 classes or fewer every label is in the top 5
+                    text += f" top-5 err {val.top5_error:.2%}"
             bar.finish(text)
         if checkpoint is not None:
             save(checkpoint, model, optimizer, scheduler=scheduler, epoch=epoch + 1, history=history,

@@ -4,6 +4,7 @@ conv1_filters: the first convolution's kernels as a grid of small images
 (Figure 3: AlexNet's 96 11x11x3 kernels show oriented edges and colour blobs).
 top5_predictions: a few test images, each with a bar chart of the network's
 five most probable classes (Figure 4, left).
+transfer_errors: test error per way of transferring, with the spread over draws.
 """
 
 import numpy as np
@@ -19,29 +20,35 @@ def _pyplot():
     return plt
 
 
-def first_conv_weight(model):
-    """The weight (O, C, kH, kW) of the model's first convolution, as a NumPy array."""
+def first_conv(model):
+    """(name, weight (O, C, kH, kW) as a NumPy array) of the model's first convolution."""
     for name, p in model.named_parameters():
         if p.ndim == 4:
-            return p.numpy()
+            return name.rsplit(".", 1)[0], p.numpy()
     raise ValueError("the model has no convolution weight (no 4-D parameter) to draw")
+
+
+def first_conv_weight(model):
+    """The weight (O, C, kH, kW) of the model's first convolution, as a NumPy array."""
+    return first_conv(model)[1]
 
 
 def filter_grid(weight, columns=None, pad=1):
     """Tile kernels (O, C, kH, kW) into one image (rows*kH + gaps, columns*kW + gaps[, 3]).
 
-    Each kernel is scaled on its own to [0, 1] (its minimum black, its maximum
-    white), as the paper's figure does, so weak and strong filters are both seen.
-    3-channel kernels are shown in colour; other kernels show their first channel.
+    All kernels share one scale, as in the paper's Figure 3: 0.5 (grey) is a zero
+    weight, 0 and 1 the layer's largest negative and positive weights in magnitude,
+    so a strong filter looks strong and a weak one faint (scaling each kernel on its
+    own would blow up noise to full contrast). 3-channel kernels are shown in
+    colour; other kernels show their first channel.
     """
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4:
         raise ValueError(f"filter_grid expects weights of shape (O, C, kH, kW), got {weight.shape}")
     o, c, kh, kw = weight.shape
     kernels = weight.transpose(0, 2, 3, 1) if c == 3 else weight[:, :1].transpose(0, 2, 3, 1)
-    low = kernels.min(axis=(1, 2, 3), keepdims=True)
-    high = kernels.max(axis=(1, 2, 3), keepdims=True)
-    kernels = (kernels - low) / np.maximum(high - low, 1e-12)
+    largest = max(np.abs(kernels).max(), 1e-12)
+    kernels = 0.5 + 0.5 * kernels / largest
     columns = columns or int(np.ceil(np.sqrt(o)))
     rows = int(np.ceil(o / columns))
     channels = kernels.shape[3]
@@ -52,14 +59,18 @@ def filter_grid(weight, columns=None, pad=1):
     return grid if channels == 3 else grid[:, :, 0]
 
 
-def conv1_filters(model, path, columns=None):
-    """Save the first convolution's kernels as a grid PNG (the paper's Figure 3)."""
+def conv1_filters(model, path, columns=None, epochs=None):
+    """Save the first convolution's kernels as a grid PNG (the paper's Figure 3), on one
+    shared scale; the title names the layer and, when given, the epochs trained."""
     plt = _pyplot()
-    weight = first_conv_weight(model)
+    name, weight = first_conv(model)
     grid = filter_grid(weight, columns)
-    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.5))
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
-    ax.set_title(f"first-layer filters: {weight.shape[0]} kernels of {weight.shape[1]}x{weight.shape[2]}x{weight.shape[3]}")
+    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.8))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    o, c, kh, kw = weight.shape
+    trained = f", after {epochs} epoch{'s' * (epochs != 1)} of training" if epochs is not None else ""
+    ax.set_title(f"{name}: {o} filters of {c}x{kh}x{kw}{trained}\n"
+                 f"one scale for all: grey 0, white/black +-{np.abs(weight).max():.3g}", fontsize=10)
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -73,37 +84,102 @@ def _displayable(image):
     return image[0] if image.shape[0] == 1 else image[:3].transpose(1, 2, 0)
 
 
-def top5_predictions(model, images, labels, class_names, path):
-    """Save a figure: each image with its true label and the model's top-5 classes.
+def predict_probabilities(model, images, batch_size=250):
+    """Softmax of ``model`` on images (N, C, H, W) in eval mode, as a NumPy (N, classes) array."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            return np.concatenate([F.softmax(model(Tensor(np.asarray(images[i:i + batch_size], np.float32))
+                                                   .to(model.device)), axis=1).numpy()
+                                   for i in range(0, len(images), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def pick_examples(predicted, labels, count=6, mistakes=2):
+    """Indices of ``count`` examples spread over the set, up to ``mistakes`` of them
+    misclassified ones when there are any (a figure of successes only hides what fails)."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.linspace(0, len(wrong) - 1, min(mistakes, len(wrong))).astype(int)] if len(wrong) else wrong
+    right = np.setdiff1d(np.arange(len(labels)), wrong)
+    spread = right[np.linspace(0, len(right) - 1, min(count - len(wrong), len(right))).astype(int)]
+    return np.sort(np.concatenate([spread, wrong]).astype(int))
+
+
+def top5_predictions(model, images, labels, class_names, path, title=None):
+    """Save a figure: each image titled with its true and predicted class, and a bar
+    chart of the model's five most probable classes.
 
     images: (N, C, H, W) NumPy array, as the model takes them (N of about 4 to 8);
     labels: (N,) true class ids; class_names: the name of each class id.
-    The bar of the true class is red when it is among the five, as in the paper.
+    The true class's bar is red (the paper's figure); when it is not among the five,
+    a sixth bar below a gap shows it with its probability and rank.
     """
     plt = _pyplot()
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"top5_predictions expects images of shape (N, C, H, W), got {images.shape}")
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            probs = F.softmax(model(Tensor(images).to(model.device)), axis=1).numpy()
-    finally:
-        model.train(was_training)
+    labels = np.asarray(labels)
+    probs = predict_probabilities(model, images)
     n, k = len(images), min(5, probs.shape[1])
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 5.0), squeeze=False)
     for i in range(n):
-        top = np.argsort(-probs[i])[:k]
+        order = np.argsort(-probs[i], kind="stable")
+        top, predicted, truth = order[:k], order[0], int(labels[i])
+        right = predicted == truth
         axes[0, i].imshow(_displayable(images[i]), cmap="gray" if images.shape[1] == 1 else None)
-        axes[0, i].set_title(f"true: {class_names[labels[i]]}", fontsize=9)
+        axes[0, i].set_title(f"true: {class_names[truth]}\npredicted: {class_names[predicted]}", fontsize=9,
+                             color="black" if right else "tab:red")
         axes[0, i].axis("off")
-        colors = ["tab:red" if c == labels[i] else "tab:blue" for c in top]
-        axes[1, i].barh(range(k)[::-1], probs[i, top], color=colors)
-        axes[1, i].set_yticks(range(k)[::-1])
-        axes[1, i].set_yticklabels([class_names[c] for c in top], fontsize=8)
+        names = [class_names[c] for c in top]
+        values = list(probs[i, top])
+        colors = ["tab:red" if c == truth else "tab:blue" for c in top]
+        if truth not in top:  # the true class, wherever it ranks, under a gap
+            rank = int(np.flatnonzero(order == truth)[0]) + 1
+            names += ["", f"{class_names[truth]} (#{rank})"]
+            values += [0.0, probs[i, truth]]
+            colors += ["white", "tab:red"]
+        rows = np.arange(len(names))[::-1]
+        axes[1, i].barh(rows, values, color=colors)
+        axes[1, i].set_yticks(rows)
+        axes[1, i].set_yticklabels(names, fontsize=8)
         axes[1, i].set_xlim(0, 1)
         axes[1, i].tick_params(axis="x", labelsize=7)
+    fig.suptitle(title or "test images: true and predicted class, the five most probable classes "
+                 "(true class in red)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def transfer_errors(tasks, path):
+    """Save a bar chart of test error per way of transferring, one panel per task.
+
+    tasks: {task title: {way: [test error of each draw, fractions]}}. A bar is the
+    mean over draws, its line the range (lowest to highest draw), its dots the draws.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    rng = np.random.default_rng(0)  # horizontal jitter of the dots, the same every time
+    for ax, (task, ways) in zip(axes[0], tasks.items()):
+        names = list(ways)
+        for x, name in enumerate(names):
+            errors = 100 * np.asarray(ways[name], dtype=np.float64)
+            ax.bar(x, errors.mean(), color="tab:blue", alpha=0.6)
+            ax.vlines(x, errors.min(), errors.max(), color="black")
+            ax.plot(x + rng.uniform(-0.15, 0.15, len(errors)), errors, "k.", markersize=4)
+            ax.annotate(f"{errors.mean():.1f}%", (x, errors.max()), textcoords="offset points", xytext=(0, 4),
+                        ha="center", fontsize=8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, fontsize=8, rotation=15)
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("test error per way of learning from few examples: mean (bar), range and draws (dots)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -63,9 +63,14 @@ def load_image(path, image_size=None, color_mode="rgb"):
 
     image_size: (height, width) to resize to (bilinear), or None to keep the size.
     color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
-    An unreadable or truncated file raises ValueError naming the file.
+    A missing file raises FileNotFoundError; an unreadable or truncated one
+    ValueError naming the file.
     """
     Image = _pil()
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"image {path} is a folder, not an image file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later

@@ -67,12 +67,15 @@ def alexnet(num_classes=1000, include_top=True):
 def alexnet_small(num_classes=10, in_channels=1, input_size=28, include_top=True):
     """AlexNet's ingredients at the scale of 28x28 or 32x32 images (MNIST, CIFAR-10):
     ReLU, LRN, overlapping 3/2 max pooling, two-tower groups, dropout in the dense layers.
-    Children are named like alexnet()'s."""
-    if not isinstance(input_size, (int, np.integer)) or input_size < 15:
-        raise ValueError(f"alexnet_small: input_size must be an int >= 15, got {input_size!r}")
-    side = input_size                      # the convolutions keep the size; each pool is 3/2
+    Children are named like alexnet()'s. input_size: the side of square inputs, or
+    (height, width); fc6 is sized for it."""
+    sides = (input_size, input_size) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
+    if len(sides) != 2 or any(not isinstance(s, (int, np.integer)) or s < 15 for s in sides):
+        raise ValueError(f"alexnet_small: input_size must be an int >= 15 or a (height, width) pair of them "
+                         f"(three 3/2 poolings need 15 pixels), got {input_size!r}")
+    height, width = sides                  # the convolutions keep the size; each pool is 3/2
     for _ in range(3):
-        side = output_size(side, 3, 2, 0)
+        height, width = output_size(height, 3, 2, 0), output_size(width, 3, 2, 0)
     layers = [
         ("conv1", nn.Conv2d(in_channels, 32, 5, padding=2)), ("relu1", nn.ReLU()),
         ("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)), ("pool1", nn.MaxPool2d(3, 2)),
@@ -88,7 +91,7 @@ def alexnet_small(num_classes=10, in_channels=1, input_size=28, include_top=True
         layers += [
             ("flatten", nn.Flatten()),
             # 512 wide: with dropout 0.5 in both, 256 units learned markedly slower on mnist5k
-            ("fc6", nn.Linear(64 * side * side, 512)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
+            ("fc6", nn.Linear(64 * height * width, 512)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
             ("fc7", nn.Linear(512, 512)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
             ("fc8", nn.Linear(512, num_classes)),
         ]
