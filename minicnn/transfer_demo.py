@@ -17,7 +17,9 @@
    in scikit-image's lfw_subset (25x25 grey images), learned from --face-shots images per
    class with the same digit-pretrained layers, the same three ways.
 
-Writes metrics.json (and the pretrained network as pretrained.npz) to --out.
+Prints one labelled line per way and draw, and writes metrics.json, transfer.png
+(test error per way, with the spread over the draws) and the pretrained network
+(pretrained.npz) to --out.
 """
 
 import argparse
@@ -28,16 +30,25 @@ import time
 import numpy as np
 
 from . import data as D
-from . import models, nn, optim, transfer
+from . import models, nn, optim, transfer, visualize
 from . import random as _random
 from .training import fit
 from .weights import save_npz
 
 
-def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m minicnn transfer", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=None, help="folder for metrics.json (default: runs/transfer-<time>)")
+DIGIT_NAMES = [f"digit {d}" for d in range(5, 10)]   # the classes 0-4 of the second task
+FACE_NAMES = ["non-face", "face"]                      # the classes 0, 1 of the third
+FACES_PER_CLASS = 100                                  # lfw_subset: 100 faces, 100 non-faces
+
+
+def _parse(argv, digit_labels=None):
+    """The options, checked against the data before anything runs. digit_labels: the
+    labels of mnist5k's training digits (read here when not given)."""
+    from .cli import HelpFormatter
+    p = argparse.ArgumentParser(prog="python -m minicnn transfer", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--out", default=None, help="folder for metrics.json, transfer.png and pretrained.npz "
+                                               "(default: runs/transfer-<time>)")
     p.add_argument("--shots", type=int, default=5, help="labelled examples per class of the digits 5-9")
     p.add_argument("--draws", type=int, default=10,
                    help="how many random draws of the few examples to average over (few-shot errors vary a lot)")
@@ -48,7 +59,8 @@ def _parse(argv):
                    help="the head's pooling: global average, or flatten (keeps where the strokes are)")
     p.add_argument("--fine-tune-from", default="conv3", help="the lowest layer the fine-tuned model trains")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--quiet", action="store_true", help="only the summaries: no line per epoch of pretraining, "
+                                                       "nor per way and draw")
     args = p.parse_args(argv)
     if min(args.shots, args.draws, args.face_shots, args.pretrain_epochs) < 1:
         p.error("--shots, --draws, --face-shots and --pretrain-epochs must be >= 1")
@@ -58,6 +70,15 @@ def _parse(argv):
     below = layers[:layers.index(args.cut) + 1]
     if args.fine_tune_from not in below + ["head"]:
         p.error(f"--fine-tune-from {args.fine_tune_from!r} must be a layer up to --cut ({below}) or 'head'")
+    # enough examples for the shots, checked now rather than after minutes of pretraining
+    if digit_labels is None:
+        digit_labels = D.stack(D.mnist5k()[0])[1]
+    fewest, name = min((int((digit_labels == d + 5).sum()), DIGIT_NAMES[d]) for d in range(5))
+    if args.shots > fewest:
+        p.error(f"--shots {args.shots}: {name} has only {fewest} training examples; use --shots {fewest} or less")
+    if args.face_shots >= FACES_PER_CLASS:
+        p.error(f"--face-shots {args.face_shots}: lfw_subset has {FACES_PER_CLASS} faces and {FACES_PER_CLASS} "
+                f"non-faces, and some must be left to test on; use --face-shots {FACES_PER_CLASS - 1} or less")
     return args
 
 
@@ -79,13 +100,13 @@ def he_init(model):
     return model
 
 
-def _few_shots(labels, shots, rng):
+def _few_shots(labels, shots, rng, class_names):
     """Indices of ``shots`` examples of each class, drawn at random."""
     picked = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         if len(members) < shots:
-            raise SystemExit(f"error: only {len(members)} examples of class {c}, fewer than {shots} shots")
+            raise ValueError(f"only {len(members)} examples of {class_names[c]}, fewer than {shots} shots")
         picked.extend(rng.choice(members, shots, replace=False))
     return np.sort(np.array(picked))
 
@@ -94,11 +115,23 @@ def _loader(images, labels, seed, batch_size=10):
     return D.DataLoader(D.ArrayDataset(images, labels), batch_size=batch_size, shuffle=True, seed=seed, prefetch=0)
 
 
-def _three_ways(pretrained, num_classes, x, y, x_test, y_test, args, seed):
-    """Train frozen, fine-tuned and from-scratch models on (x, y); their test errors."""
+WAYS = (("frozen", "frozen base + new head"), ("fine_tuned", "fine-tuned"), ("scratch", "from scratch"),
+        ("frozen_pool5_avg_head", "(frozen to pool5, avg head)"))
+
+
+def _three_ways(pretrained, num_classes, x, y, x_test, y_test, args, seed, say):
+    """Train frozen, fine-tuned and from-scratch models on (x, y); their test errors.
+    say(way, test_error, seconds) is told of each way when it is trained and tested."""
     loss_fn = transfer.loss_function(num_classes)
-    verbose = not args.quiet
+    verbose = False   # one line per way (say), not one per epoch
     shape = x.shape[1:]
+    errors, clock = {}, [time.perf_counter()]
+
+    def done(way, model):
+        errors[way] = transfer.error_rate(model, x_test, y_test)
+        now = time.perf_counter()
+        say(way, errors[way], now - clock[0])
+        clock[0] = now
 
     def build(base):
         return transfer.transfer_model(base, num_classes, cut=args.cut, dropout=0.2, pool=args.head,
@@ -110,6 +143,7 @@ def _three_ways(pretrained, num_classes, x, y, x_test, y_test, args, seed):
     frozen = build(pretrained)
     transfer.fit_cached(frozen, x, y, epochs=100, optimizer=optim.Adam(frozen.parameters(), lr=0.01),
                         batch_size=10, seed=seed, verbose=verbose)
+    done("frozen", frozen)
 
     # fine-tuned: a copy of the frozen model (the head it learned included), with the layers
     # from --fine-tune-from up trainable
@@ -118,6 +152,7 @@ def _three_ways(pretrained, num_classes, x, y, x_test, y_test, args, seed):
     transfer.fine_tune_from(tuned, args.fine_tune_from)
     fit(tuned, _loader(x, y, seed), epochs=25, optimizer=optim.Adam(transfer.trainable_parameters(tuned), lr=1e-3),
         loss_fn=loss_fn, verbose=verbose)
+    done("fine_tuned", tuned)
 
     # scratch: the same network from random weights, every layer trained on the same examples
     _random.manual_seed(seed)
@@ -125,22 +160,22 @@ def _three_ways(pretrained, num_classes, x, y, x_test, y_test, args, seed):
     transfer.unfreeze(scratch)
     fit(scratch, _loader(x, y, seed), epochs=25, optimizer=optim.Adam(scratch.parameters(), lr=1e-3),
         loss_fn=loss_fn, verbose=verbose)
+    done("scratch", scratch)
 
     # for comparison: the frozen base up to pool5 under the global-average-pooling head
     _random.manual_seed(seed)
     pooled = transfer.transfer_model(pretrained, num_classes, cut="pool5", dropout=0.2, pool="avg")
     transfer.fit_cached(pooled, x, y, epochs=100, optimizer=optim.Adam(pooled.parameters(), lr=0.01),
                         batch_size=10, seed=seed, verbose=verbose)
-
-    return {name: transfer.error_rate(model, x_test, y_test) for name, model in
-            (("frozen", frozen), ("fine_tuned", tuned), ("scratch", scratch), ("frozen_pool5_avg_head", pooled))}
+    done("frozen_pool5_avg_head", pooled)
+    return errors
 
 
 def _summarise(runs, frozen_model_counts, say):
     """Mean test error of each way over the draws, printed and returned with the counts."""
     out = {}
-    for name, title in (("frozen", "frozen base + new head"), ("fine_tuned", "fine-tuned"),
-                        ("scratch", "from scratch"), ("frozen_pool5_avg_head", "(frozen to pool5, avg head)")):
+    say(f"  mean over the {len(runs)} draws:")
+    for name, title in WAYS:
         errors = [r[name] for r in runs]
         trainable, frozen = frozen_model_counts[name]
         say(f"  {title:28s} test error {np.mean(errors):7.2%}  (draws: "
@@ -164,21 +199,34 @@ def _counts(num_classes, shape, args):
 
 def main(argv=None):
     """The command: run the demonstration, write metrics.json; returns 0 (the exit status)."""
-    run(_parse(argv))
+    train, test = D.mnist5k()
+    x_train, y_train = D.stack(train)
+    args = _parse(argv, y_train)
+    faces = _lfw()   # before the output folder: a missing package stops the command before it starts
+    out = args.out or os.path.join("runs", time.strftime("transfer-%Y%m%d-%H%M%S"))
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        run(args, data=((x_train, y_train), D.stack(test), faces), out=out)
+    except BaseException:
+        if created and not os.listdir(out):  # a failed run leaves no empty folder behind
+            os.rmdir(out)
+        raise
     return 0
 
 
-def run(args):
-    """The demonstration with parsed ``args``; returns the metrics it writes."""
-    out = args.out or os.path.join("runs", time.strftime("transfer-%Y%m%d-%H%M%S"))
+def run(args, data=None, out=None):
+    """The demonstration with parsed ``args``; returns the metrics it writes.
+    data: ((x_train, y_train), (x_test, y_test), (faces_x, faces_y)), read here when None."""
+    out = out or args.out or os.path.join("runs", time.strftime("transfer-%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     say = print
     t0 = time.perf_counter()
 
     # ---- data: MNIST digits (values in [0, 1]) split by class; the 5-9 labels become 0-4
-    train, test = D.mnist5k()
-    x_train, y_train = D.stack(train)
-    x_test, y_test = D.stack(test)
+    if data is None:
+        data = (D.stack(D.mnist5k()[0]), D.stack(D.mnist5k()[1]), _lfw())
+    (x_train, y_train), (x_test, y_test), (faces_x, faces_y) = data
     low_train, low_test = y_train < 5, y_test < 5
 
     # ---- 1. pretraining on the digits 0-4, with shifts of up to 2 pixels as augmentation
@@ -201,22 +249,27 @@ def run(args):
         f"base up to {args.cut}, {args.head} head, fine-tuned from {args.fine_tune_from}")
     runs = []
     for draw in range(args.draws):
-        picked = _few_shots(high_y, args.shots, rng)
+        picked = _few_shots(high_y, args.shots, rng, DIGIT_NAMES)
         runs.append(_three_ways(pretrained, 5, high_x[picked], high_y[picked], test_x, test_y, args,
-                                args.seed + draw))
+                                args.seed + draw, _reporter("digits 5-9", draw, args, say)))
     digits = _summarise(runs, _counts(5, high_x.shape[1:], args), say)
+    digit_errors = {title: [r[name] for r in runs] for name, title in WAYS}
 
     # ---- 3. faces against non-faces, one logit
-    faces_x, faces_y = _lfw()
     say(f"faces vs non-faces (lfw_subset) from {args.face_shots} images per class, {args.draws} draws, "
         f"tested on the other {len(faces_y) - 2 * args.face_shots}; one logit, binary cross-entropy")
     runs = []
     for draw in range(args.draws):
-        picked = _few_shots(faces_y, args.face_shots, rng)
+        picked = _few_shots(faces_y, args.face_shots, rng, FACE_NAMES)
         rest = np.setdiff1d(np.arange(len(faces_y)), picked)
         runs.append(_three_ways(pretrained, 2, faces_x[picked], faces_y[picked], faces_x[rest], faces_y[rest],
-                                args, args.seed + draw))
+                                args, args.seed + draw,
+                                _reporter("faces", draw, args, say)))
     faces = _summarise(runs, _counts(2, faces_x.shape[1:], args), say)
+    visualize.transfer_errors({f"digits 5-9, {args.shots} examples per class": digit_errors,
+                               f"faces vs non-faces, {args.face_shots} per class":
+                                   {title: [r[name] for r in runs] for name, title in WAYS}},
+                              os.path.join(out, "transfer.png"))
 
     seconds = time.perf_counter() - t0
     metrics = {
@@ -234,8 +287,18 @@ def run(args):
     }
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    say(f"wrote {os.path.join(out, 'metrics.json')} ({seconds:.0f}s)")
+    say(f"wrote {out}/: metrics.json transfer.png pretrained.npz ({seconds:.0f}s)")
     return metrics
+
+
+def _reporter(task, draw, args, say):
+    """say(way, error, seconds) for _three_ways: one labelled line per way and draw (none with --quiet)."""
+    titles = dict(WAYS)
+
+    def report(way, error, seconds):
+        if not args.quiet:
+            say(f"  {task} draw {draw + 1}/{args.draws}  {titles[way]:28s} test error {error:7.2%}  ({seconds:.1f}s)")
+    return report
 
 
 def _lfw():
@@ -243,9 +306,9 @@ def _lfw():
     try:
         from skimage.data import lfw_subset
     except ImportError as e:
-        raise SystemExit("error: the faces task needs scikit-image (pip install scikit-image)") from e
+        raise ImportError("the faces task needs scikit-image (pip install scikit-image)") from e
     images = lfw_subset().astype(np.float32)[:, None]
-    labels = np.r_[np.ones(100, np.int64), np.zeros(len(images) - 100, np.int64)]
+    labels = np.r_[np.ones(FACES_PER_CLASS, np.int64), np.zeros(len(images) - FACES_PER_CLASS, np.int64)]
     return images, labels
 
 

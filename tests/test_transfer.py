@@ -195,18 +195,29 @@ def test_one_logit_head_trains_with_fit_and_evaluate():
     assert evaluation.loss == pytest.approx(transfer.binary_cross_entropy_loss(mc.Tensor(logits), y).item(), rel=1e-5)
 
 
-def test_demo_pieces():
-    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
+def test_demo_pieces(capsys):
     from minicnn import transfer_demo
     labels = np.repeat(np.arange(3), 4)
-    picked = transfer_demo._few_shots(labels, 2, np.random.default_rng(0))
+    names = ["cat", "dog", "cow"]
+    picked = transfer_demo._few_shots(labels, 2, np.random.default_rng(0), names)
     assert np.bincount(labels[picked]).tolist() == [2, 2, 2]
-    with pytest.raises(SystemExit, match="fewer than 5 shots"):
-        transfer_demo._few_shots(labels, 5, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="only 4 examples of cat, fewer than 5 shots"):
+        transfer_demo._few_shots(labels, 5, np.random.default_rng(0), names)
+    digits = np.repeat(np.arange(10), 30)
+    digits = np.r_[digits[digits != 7], np.full(27, 7)]   # the digit 7 has the fewest examples: 27
     for bad in (["--shots", "0"], ["--cut", "fc6"], ["--cut", "relu2", "--fine-tune-from", "conv3"]):
         with pytest.raises(SystemExit):
-            transfer_demo._parse(bad)
-    assert transfer_demo._parse(["--cut", "pool5", "--fine-tune-from", "head"]).cut == "pool5"
+            transfer_demo._parse(bad, digits)
+    capsys.readouterr()
+    # checked before any pretraining, naming the class by its name (class 2 of the task is the digit 7)
+    with pytest.raises(SystemExit):
+        transfer_demo._parse(["--shots", "28"], digits)
+    assert "--shots 28: digit 7 has only 27 training examples; use --shots 27 or less" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        transfer_demo._parse(["--face-shots", "100"], digits)
+    assert "--face-shots 100" in capsys.readouterr().err
+    assert transfer_demo._parse(["--shots", "27"], digits).shots == 27
+    assert transfer_demo._parse(["--cut", "pool5", "--fine-tune-from", "head"], digits).cut == "pool5"
     model = transfer_demo.he_init(mc.models.alexnet_small())
     assert abs(model.conv3.weight.data.std() - np.sqrt(2 / (64 * 9))) < 0.01 and not model.fc6.bias.data.any()
 

@@ -9,6 +9,7 @@
 
 from .dataset import Dataset, ArrayDataset, Subset, split, stack
 from .loader import DataLoader
-from .sources import mnist5k, digits, image_folder, ImageFolder, load_image, cifar10, CIFAR10_CLASSES
+from .sources import (mnist5k, digits, image_folder, ImageFolder, ImageFiles, load_image, file_digest, cifar10,
+                      CIFAR10_CLASSES)
 from .transforms import (Compose, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, Normalize,
                          PCALighting, TenCrop, fit_normalize, fit_pca_lighting)

@@ -4,6 +4,7 @@ Every source works offline. Each returns Datasets of float32 (C, H, W) images in
 [0, 1] and integer labels.
 """
 
+import hashlib
 import os
 import pickle
 import warnings
@@ -86,7 +87,46 @@ def load_image(path, image_size=None, color_mode="rgb"):
     return array.transpose(2, 0, 1).copy()  # HWC -> CHW
 
 
-class ImageFolder(Dataset):
+def file_digest(path):
+    """The SHA-256 of a file's bytes, as hex: tells whether an image is still the one a run used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ImageFiles(Dataset):
+    """Image files at listed paths, with their labels: ``files[i]`` has class ``labels[i]``.
+
+    Decoded when read, resized to ``image_size`` (height, width) as ImageFolder does.
+    This is how a run's recorded test split is read back exactly (python -m minicnn evaluate).
+    """
+
+    def __init__(self, files, labels, classes, image_size=(256, 256), color_mode="rgb"):
+        if color_mode not in ("rgb", "grayscale"):
+            raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
+        if image_size is None or len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+        if len(files) != len(labels):
+            raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        self.files = [str(f) for f in files]
+        self.labels = np.asarray(labels, dtype=np.int64).reshape(len(self.files))
+        self.classes = list(classes)
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ValueError(f"labels must lie in [0, {len(self.classes)})")
+        self.image_size = tuple(int(s) for s in image_size)
+        self.color_mode = color_mode
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        index = self._check_index(index)
+        return load_image(self.files[index], self.image_size, self.color_mode), int(self.labels[index])
+
+
+class ImageFolder(ImageFiles):
     """Photos in one sub-folder per class, like Keras' image_dataset_from_directory.
 
         root/cat/001.jpg  root/cat/002.png  root/dog/001.jpg ...
@@ -125,8 +165,8 @@ class ImageFolder(Dataset):
             files = [(path, label) for path, label in files if self._readable(path)]
         if not files:
             raise ValueError(f"image folder {root} holds no images with extensions {IMAGE_EXTENSIONS}")
-        self.files = [path for path, _ in files]
-        self.labels = np.array([label for _, label in files], dtype=np.int64)
+        super().__init__([path for path, _ in files], [label for _, label in files], self.classes,
+                         self.image_size, color_mode)
 
     def _readable(self, path):
         try:
@@ -135,13 +175,6 @@ class ImageFolder(Dataset):
         except ValueError as e:
             warnings.warn(f"skipping {e}")
             return False
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, index):
-        index = self._check_index(index)
-        return load_image(self.files[index], self.image_size, self.color_mode), int(self.labels[index])
 
 
 def image_folder(root, image_size=(256, 256), color_mode="rgb", validation_split=None, seed=0, on_error="raise"):
