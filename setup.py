@@ -188,7 +188,7 @@ setup(
     description="A from-scratch CNN engine: hand-written CUDA kernels, a tiny autograd, AlexNet as in the paper",
     packages=find_packages(include=["minicnn", "minicnn.*"]),
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22"],
+    install_requires=["numpy>=1.22", "tqdm"],   # tqdm: fit's progress bar
     extras_require={
         # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
         "train": TRAIN_REQUIRES,

@@ -1,7 +1,7 @@
 """How close do hand-written kernels get to cuDNN? AlexNet's five convolutions, timed.
 
     python benchmarks/conv_bench.py                 # GPU if one is visible, else the CPU path
-    python benchmarks/conv_bench.py --batch 64 --json results.json
+    python benchmarks/conv_bench.py --batch 64 --layers conv1 conv3 --json results.json
 
 For each of AlexNet's conv layers (conv1..conv5, batch 128 by default) and each
 pass - forward, backward-data (dx), backward-weights (dw and db) - it times:
@@ -25,11 +25,16 @@ the others (and minicnn against the NumPy reference on two images), then timed:
 warm-up runs, then the median of repeated runs (CUDA events on the GPU,
 perf_counter on the CPU). GFLOP/s counts 2 flops per multiply-add of the
 convolution itself. "x cudnn" is our time divided by the peer's (lower is better;
-1.00 = as fast). The table is printed and written as JSON.
+1.00 = as fast). The table is printed and written as JSON (by default to
+runs/conv_bench-<time>.json; runs/ is not tracked by git).
+
+It uses the installed minicnn (pip install . or pip install -e .); from a checkout
+that was never installed it falls back to the source tree beside it.
 """
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -38,11 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
+try:  # the installed minicnn (this script's folder, not the checkout, is first on sys.path)
+    import minicnn  # noqa: F401
+except ImportError:  # a checkout that was never installed: use the source tree beside this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minicnn import backends  # noqa: E402
-from minicnn.shapes import output_size  # noqa: E402
 from minicnn.device import cuda_available  # noqa: E402
+from minicnn.shapes import output_size  # noqa: E402
+
+reference = backends.reference_backend()
 
 # name, (C, H, W) of the input, O, kernel, stride, padding, groups: the paper's AlexNet on 227x227
 LAYERS = [
@@ -195,10 +205,13 @@ def implementations(on_gpu, torch, timer_args):
             impls.append(("torch-nocudnn", torch_impl(torch, "cuda"), Timer("torch", warmup, repeats), False))
         impls.append(("gemm-only(cuBLAS)", gemm_only_impl(cupy, cupy.asarray), Timer("cupy", warmup, repeats), None))
     else:
-        impls.append(("minicnn-host-kernels", minicnn_impl(backends.host_backend(), lambda a: a),
-                      Timer("cpu", warmup, repeats), True))
-        impls.append(("numpy-reference", minicnn_impl(backends.reference_backend(), lambda a: a),
-                      Timer("cpu", warmup, repeats), True))
+        from minicnn.backends import host
+        if host._host is not None:
+            impls.append(("minicnn-host-kernels", minicnn_impl(backends.host_backend(), lambda a: a),
+                          Timer("cpu", warmup, repeats), True))
+        else:
+            print(f"note: skipping minicnn-host-kernels: {host.missing_extension_message()}")
+        impls.append(("numpy-reference", minicnn_impl(reference, lambda a: a), Timer("cpu", warmup, repeats), True))
         if torch is not None:
             impls.append(("torch-cpu", torch_impl(torch, "cpu"), Timer("cpu", warmup, repeats), False))
         impls.append(("gemm-only(numpy)", gemm_only_impl(np, lambda a: a), Timer("cpu", warmup, repeats), None))
@@ -308,6 +321,7 @@ def run(args):
                   torch=None if torch is None else torch.__version__,
                   results=[{("pass" if k == "pass_" else k): v for k, v in r.items()} for r in results])
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     if args.table:
@@ -337,16 +351,24 @@ def format_table(results, peers, device_name, batch):
     return "\n".join(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default 128 on a GPU, 4 on a CPU)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (median; default 20 GPU, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3 GPU, 1 CPU)")
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    parser.add_argument("--layers", nargs="*", help="a subset, e.g. conv1 conv3")
-    parser.add_argument("--json", default="conv_bench.json", help="where to write the results ('' for nowhere)")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                        help="auto: the GPU when CuPy sees one, else the CPU")
+    parser.add_argument("--layers", nargs="+", choices=[spec[0] for spec in LAYERS], metavar="LAYER",
+                        help=f"a subset of {', '.join(spec[0] for spec in LAYERS)} (default: all)")
+    parser.add_argument("--json", default=os.path.join("runs", time.strftime("conv_bench-%Y%m%d-%H%M%S.json")),
+                        help="where to write the results ('' for nowhere)")
     parser.add_argument("--table", default="", help="also write the table to this file")
-    run(parser.parse_args(argv))
+    return parser
+
+
+def main(argv=None):
+    run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

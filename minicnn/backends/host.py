@@ -9,6 +9,8 @@ There is no cuBLAS on the host: the GEMMs are NumPy's matmul (batched over the
 images of a chunk, never one call per image from Python).
 """
 
+import os
+
 import numpy as np
 
 from .kernels import KernelBackend, float_dtype_of
@@ -20,6 +22,21 @@ except ImportError as e:  # pragma: no cover - depends on the build
     _import_error = e
 
 
+def missing_extension_message():
+    """Why minicnn._host is missing and which command builds it."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    checkout = os.path.dirname(package)
+    if os.path.isfile(os.path.join(checkout, "setup.py")):
+        # a source tree on sys.path (the current directory, or a script's folder) hides an installed copy
+        return (f"the 'kernels' CPU backend needs the compiled extension minicnn._host, but minicnn was imported "
+                f"from the source tree {package}, where it is not built: build it there with "
+                f"'pip install -e {checkout}' (or 'python setup.py build_ext --inplace' in {checkout}), or run "
+                f"from outside the source tree to use the installed minicnn ({_import_error})")
+    return ("the 'kernels' CPU backend needs the compiled extension minicnn._host, which this installation "
+            f"lacks: reinstall minicnn with a C++ compiler present ('pip install .' in its source tree) "
+            f"({_import_error})")
+
+
 class HostLoader:
     """Runs csrc kernels through minicnn._host; GEMMs through NumPy."""
 
@@ -28,8 +45,7 @@ class HostLoader:
 
     def run(self, kernel, count, *args):
         if _host is None:
-            raise RuntimeError("the 'kernels' CPU backend needs the compiled extension minicnn._host "
-                               f"(pip install -e . builds it): {_import_error}")
+            raise RuntimeError(missing_extension_message())
         function = getattr(_host, f"{kernel}_{float_dtype_of(args).name}")
         function(int(count), *args)
 
