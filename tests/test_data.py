@@ -95,8 +95,8 @@ def test_loader_rejects_bad_arguments():
     with pytest.raises(TypeError, match="Dataset"):
         D.DataLoader(np.zeros((3, 1, 2, 2)), 2)
     with pytest.raises(ValueError, match="differ in shape"):
-        ds = D.ArrayDataset(np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1]))
-        list(D.DataLoader(ds, 2, transform=lambda im, rng: im[:, : 2 + int(rng.integers(2))]))
+        ds = D.ArrayDataset(np.arange(2, dtype=np.float32).repeat(16).reshape(2, 1, 4, 4), np.array([0, 1]))
+        list(D.DataLoader(ds, 2, transform=lambda im, rng: im[:, : 2 + int(im.max())]))   # 2 rows, then 3
 
 
 def test_array_dataset_checks_labels():
@@ -339,3 +339,21 @@ def test_cifar10_python_batches(tmp_path):
     os.remove(folder / "data_batch_3")
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
         D.cifar10(str(folder))
+
+
+def test_load_image_of_a_missing_file_or_a_folder_is_an_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image .*nothing.png does not exist"):
+        D.load_image(str(tmp_path / "nothing.png"))
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        D.load_image(str(tmp_path))
+
+
+def test_image_files_read_listed_files_with_their_labels(tmp_path):
+    root = photo_folder(tmp_path)
+    folder = D.image_folder(str(root), image_size=(16, 16))
+    files = D.ImageFiles(folder.files[::-1], folder.labels[::-1], folder.classes, image_size=(16, 16))
+    np.testing.assert_array_equal(files[0][0], folder[len(folder) - 1][0])
+    assert files[0][1] == folder[len(folder) - 1][1]
+    assert D.file_digest(folder.files[0]) == D.file_digest(folder.files[0]) != D.file_digest(folder.files[1])
+    with pytest.raises(ValueError, match="labels must lie in"):
+        D.ImageFiles(folder.files[:1], [5], folder.classes)

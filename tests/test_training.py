@@ -119,6 +119,8 @@ def test_cli_train_and_evaluate_on_sklearn_digits(tmp_path, capsys):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test_top1_error"] <= 1 and 0 <= metrics["test_top5_error"] <= metrics["test_top1_error"]
+    assert metrics["test_images"] == 359
+    assert mc.load(str(out / "checkpoint.npz"))["extra"]["test_set"]["images"] == 359   # what evaluate checks
     assert len(metrics["history"]["epoch"]) == 1
     capsys.readouterr()
     assert cli.main(["evaluate", str(out / "checkpoint.npz")]) == 0
@@ -133,8 +135,8 @@ def test_cli_summary_and_errors(tmp_path, capsys):
     assert "60,965,224" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["train", "--epochs", "0"])
-    with pytest.raises(SystemExit, match="unknown dataset"):
-        cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "x")])
+    assert cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "x")]) == 2
+    assert "error: unknown dataset" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written for a bad command
 
 
@@ -228,3 +230,22 @@ def test_transfer_picture(tmp_path):
     visualize.transfer_errors({"digits": {"frozen": [0.1, 0.2], "scratch": [0.4, 0.5]},
                                "faces": {"frozen": [0.3, 0.2], "scratch": [0.3, 0.35]}}, str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_non_finite_inputs_are_named_before_the_loss_is_blamed():
+    images = np.zeros((8, 1, 4, 4), np.float32)
+    images[5, 0, 1, 1] = np.nan
+    images[6, 0, 0, 0] = np.inf
+    loader = D.DataLoader(D.ArrayDataset(images, np.arange(8) % 2), 4)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with pytest.raises(ValueError, match=r"epoch 1, batch 2: the input images hold NaN and infinity \(image 1, 2 "):
+        mc.fit(model, loader, 1, optim.SGD(model.parameters(), lr=0.1), verbose=False)
+    with pytest.raises(ValueError, match="evaluate: the input images hold NaN"):
+        mc.evaluate(model, loader)
+
+
+def test_no_batches_names_the_sizes_not_an_option_the_user_may_not_have():
+    loader = D.DataLoader(D.ArrayDataset(np.zeros((3, 1, 4, 4), np.float32), np.array([0, 1, 0])), 4, drop_last=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with pytest.raises(ValueError, match=r"no batches \(3 images, batch_size 4, drop_last=True\): use a smaller"):
+        mc.fit(model, loader, 1, optim.SGD(model.parameters(), lr=0.1), verbose=False)

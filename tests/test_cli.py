@@ -1,0 +1,197 @@
+"""python -m minicnn as a new user meets it: errors without tracebacks, exit statuses,
+--help, runs that fail leave nothing behind, evaluate tests exactly the images held out."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minicnn import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of one command, in this process."""
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_error_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+# ------------------------------------------------------------------ the user's mistakes: exit 2, one line
+@pytest.mark.parametrize("argv, says", [
+    (["evaluate", "missing.npz"], "checkpoint missing.npz does not exist"),
+    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["train", "--dataset", "folder:/no/such/folder"], "image folder /no/such/folder does not exist"),
+    (["train", "--model", "alexnet", "--dataset", "digits"], "--model alexnet takes 227x227 crops of RGB photos"),
+    (["train", "--dataset", "digits", "--batch-size", "5000"], "use --batch-size 1438 or less"),
+    (["summary", "alexnet", "--input-shape", "3", "224", "224"],
+     "layer fc6 (Linear) gets 6400 and refuses it: linear: weight expects 9216 input features"),
+    (["summary", "vgg16", "--input-shape", "1", "64", "64"], "layer conv1_1 (Conv2d) gets 1x64x64"),
+    (["summary", "alexnet_small", "--input-shape", "1", "12", "12"], "input_size must be an int >= 15"),
+])
+def test_a_users_mistake_is_one_error_line_and_exit_status_2(tmp_path, capsys, monkeypatch, argv, says):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert says in one_error_line(err)
+    assert not (tmp_path / "runs").exists()   # nothing written for a command that cannot work
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    from PIL import Image
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "some.png")
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "some.png"))
+    assert code == 2 and "some.png is not a minicnn checkpoint" in one_error_line(err)
+    assert "pickle" not in err
+
+
+def test_argparse_mistakes_exit_2_too(capsys):
+    for argv in (["train", "--epochs", "0"], ["summary", "resnet"], ["train", "--on-bad-image", "ignore"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(capsys, monkeypatch):
+    with pytest.raises(cli.UsageError):
+        cli.main(["summary", "alexnet", "--input-shape", "3", "224", "224", "--debug"])
+    monkeypatch.setenv("MINICNN_DEBUG", "1")
+    with pytest.raises(cli.UsageError) as e:
+        cli.main(["evaluate", "missing.npz"])
+    assert isinstance(e.value.__cause__, FileNotFoundError)   # the traceback shows where it came from
+
+
+def test_from_a_shell_the_error_is_one_line_and_the_status_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minicnn", "evaluate", "missing.npz"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: checkpoint missing.npz does not exist"]
+
+
+def test_a_runtime_failure_exits_1_and_leaves_no_empty_run_folder(tmp_path, capsys, monkeypatch):
+    import minicnn as mc
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("the loss became nan in epoch 1, batch 3")
+    monkeypatch.setattr(mc, "fit", diverge)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--dataset", "digits", "--out", str(out))
+    assert code == 1 and "the loss became nan" in one_error_line(err)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ --help
+def subcommand_parsers():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: p for name, p in commands.choices.items() if name != "transfer"}
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "summary"])
+def test_help_says_what_every_option_does_and_its_default(name, capsys):
+    parser = subcommand_parsers()[name]
+    for action in parser._actions:
+        assert action.help, f"{name} {action.dest} has no help"
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+    if name == "train":
+        assert "227-pixel crops" in " ".join(text.split())   # --model alexnet needs photos
+
+
+def test_transfer_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["transfer", "--help"])
+    assert e.value.code == 0
+    assert "(default: 5)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ summary: the whole zoo
+def test_summary_takes_every_model_of_the_zoo_and_rebuilds_for_the_shape(capsys):
+    code, out, _ = run(capsys, "summary", "alexnet_small", "--input-shape", "3", "32", "32")
+    assert code == 0 and "input: 3x32x32" in out and "total parameters: 699,594" in out
+    code, out, _ = run(capsys, "summary", "alexnet_small", "--input-shape", "1", "32", "40")
+    assert code == 0 and "input: 1x32x40" in out
+    code, out, _ = run(capsys, "summary", "vgg16", "--input-shape", "3", "32", "32")
+    assert code == 0 and "total parameters: 138,357,544" in out
+    code, out, _ = run(capsys, "summary", "alexnet_torchvision", "--input-shape", "3", "100", "100")
+    assert code == 0 and "61,100,840" in out
+    code, out, _ = run(capsys, "summary", "alexnet", "--no-top", "--input-shape", "3", "224", "224")
+    assert code == 0 and "pool5" in out and "fc6" not in out
+
+
+# ------------------------------------------------------------------ folder runs: the split, bad images
+def make_folder(root, per_class=31, classes=("a", "b")):
+    """62 small photos in two classes (bright squares and dark ones)."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 120, (20, 20, 3)) + 120 * label
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def train_folder(capsys, folder, out, *extra):
+    return run(capsys, "train", "--dataset", f"folder:{folder}", "--epochs", "1", "--batch-size", "16",
+               "--out", str(out), *extra)
+
+
+def test_evaluate_tests_exactly_the_images_a_folder_run_held_out(tmp_path, capsys):
+    from PIL import Image
+    folder = make_folder(tmp_path / "photos")
+    code, out, _ = train_folder(capsys, folder, tmp_path / "run")
+    assert code == 0
+    assert "top-5" not in out   # two classes: every label is in the top 5
+    checkpoint = str(tmp_path / "run" / "checkpoint.npz")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_images"] == 12 and metrics["test_top5_error"] is None
+
+    code, first, _ = run(capsys, "evaluate", checkpoint)
+    assert code == 0 and "(12 images" in first and "top-5" not in first
+    # one image added: a split recomputed from the folder would move images between train and test
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "a" / "000a.png")
+    code, again, _ = run(capsys, "evaluate", checkpoint)
+    assert code == 0 and again == first
+    # a held-out image changed, then gone: refused, naming it
+    import minicnn as mc
+    held_out = mc.load(checkpoint)["extra"]["test_set"]["files"][0][0]
+    Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(folder / held_out)
+    code, _, err = run(capsys, "evaluate", checkpoint)
+    assert code == 2 and f"1 changed ({held_out})" in one_error_line(err)
+    os.remove(folder / held_out)
+    code, _, err = run(capsys, "evaluate", checkpoint)
+    assert code == 2 and f"1 missing ({held_out})" in one_error_line(err)
+
+
+def test_on_bad_image_skip_or_error(tmp_path, capsys):
+    folder = make_folder(tmp_path / "photos")
+    (folder / "a" / "broken.png").write_bytes(b"not a png")
+    code, _, err = train_folder(capsys, folder, tmp_path / "stops")
+    assert code == 1 and "broken.png" in one_error_line(err)
+    assert not (tmp_path / "stops").exists()
+    with pytest.warns(UserWarning, match="broken.png"):
+        code, _, _ = train_folder(capsys, folder, tmp_path / "skips", "--on-bad-image", "skip")
+    assert code == 0 and (tmp_path / "skips" / "checkpoint.npz").is_file()
+
+
+def test_a_folder_smaller_than_the_batch_is_refused_before_anything_is_written(tmp_path, capsys):
+    folder = make_folder(tmp_path / "photos", per_class=5)
+    code, _, err = train_folder(capsys, folder, tmp_path / "run")
+    assert code == 2 and "8 training images, fewer than --batch-size 16" in one_error_line(err)
+    assert not (tmp_path / "run").exists()
