@@ -5,9 +5,7 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn import backends, transfer
-
-optim = pytest.importorskip("minicnn.optim", reason="minicnn.optim (issue 4) is not there yet")
+from minicnn import backends, optim, transfer
 
 
 def _images(n=8, size=28, seed=0):
@@ -162,7 +160,6 @@ def test_binary_head_uses_one_logit_and_bce():
 
 
 def test_fit_cached_trains_the_head_only():
-    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
     mc.manual_seed(3)
     model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=3, cut="pool5", dropout=0.0)
     x, y = _images(12)
@@ -179,7 +176,6 @@ def test_fit_cached_trains_the_head_only():
 
 
 def test_one_logit_head_trains_with_fit_and_evaluate():
-    pytest.importorskip("minicnn.training", reason="minicnn.training (issue 4) is not there yet")
     mc.manual_seed(4)
     model = transfer.transfer_model(mc.models.alexnet_small(), num_classes=2, cut="pool5", dropout=0.0)
     x, _ = _images(12)

@@ -205,7 +205,7 @@ def test_preprocessing():
 
 
 def test_minicnn_checkpoint(tmp_path):
-    checkpoint = pytest.importorskip("minicnn.checkpoint", reason="minicnn.checkpoint (issue 4) is not there yet")
+    from minicnn import checkpoint
     model = mc.models.alexnet_small()
     checkpoint.save(tmp_path / "run.npz", model, epoch=3)
     again = mc.models.alexnet_small(include_top=False)          # a checkpoint's top is dropped too
