@@ -87,17 +87,23 @@ def folder_side(model_name):
     return 256 if model_name == "alexnet" else 64
 
 
+def check_model(name, in_channels, input_size):
+    """A UsageError when model ``name`` cannot take the dataset's images (checked before
+    anything is built or written)."""
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if name == "alexnet" and (in_channels != 3 or input_size != 227):
+        raise UsageError(f"--model alexnet takes 227x227 crops of RGB photos (the paper's network), but this "
+                         f"dataset has {in_channels}-channel images; use it with folder:PATH or cifar10:PATH, "
+                         f"or use --model alexnet_small")
+
+
 def build_model(name, num_classes, in_channels, input_size):
     from . import models
+    check_model(name, in_channels, input_size)
     if name == "alexnet_small":
         return models.alexnet_small(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-    if name == "alexnet":
-        if in_channels != 3 or input_size != 227:
-            raise UsageError(f"--model alexnet takes 227x227 crops of RGB photos (the paper's network), but this "
-                             f"dataset has {in_channels}-channel images; use it with folder:PATH or cifar10:PATH, "
-                             f"or use --model alexnet_small")
-        return models.alexnet(num_classes=num_classes)
-    raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return models.alexnet(num_classes=num_classes)
 
 
 def make_transforms(recipe, normalize, lighting=None):
@@ -199,7 +205,7 @@ def train_command(args):
                          f"or less")
     if len(test) == 0:
         raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
-    model = build_model(args.model, len(train.classes), channels, recipe["crop"]).to(device)
+    check_model(args.model, channels, recipe["crop"])
     test_record = describe_test_set(test)
 
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
@@ -208,8 +214,7 @@ def train_command(args):
         os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     try:
-        return _train(args, mc, D, visualize, device, train, test, recipe, channels, model, test_record, out,
-                      checkpoint)
+        return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint)
     except BaseException:
         if created and not os.path.exists(checkpoint):  # nothing worth keeping: leave no empty run behind
             shutil.rmtree(out, ignore_errors=True)
@@ -218,13 +223,16 @@ def train_command(args):
         raise
 
 
-def _train(args, mc, D, visualize, device, train, test, recipe, channels, model, test_record, out, checkpoint):
+def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint):
     normalize = D.fit_normalize(train, max_images=5000, seed=args.seed)
     lighting = D.fit_pca_lighting(train, max_images=2000, seed=args.seed) if recipe["photos"] and channels == 3 else None
     train_tf, test_tf, _ = make_transforms(recipe, normalize, lighting)
     train_loader = D.DataLoader(train, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
                                 transform=train_tf)
     test_loader = D.DataLoader(test, 250, transform=test_tf)
+    # built here, after the loaders, which draw from the same generator: the main job's
+    # weights, and so its measured result, depend on this order
+    model = build_model(args.model, len(train.classes), channels, recipe["crop"]).to(device)
     # the paper's SGD; the lr is divided by 10 once, after two thirds of the epochs
     # (a fixed schedule: the test set is watched, never used to decide anything)
     optimizer = mc.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)

@@ -1,0 +1,242 @@
+"""Every command in README.md and docs/*.md is checked here, so the docs cannot go stale.
+
+Each command the docs show (in a code block, or inline as `python ...` / `pip ...`) must
+have an entry in CHECKS, saying how it is checked; a command without one, or an entry
+whose command the docs no longer show, fails the test. The kinds of check:
+
+  run    run as written, in this process; what the docs promise it prints is checked
+  small  run with small settings, because as written it takes minutes (full training):
+         the settings used are in the entry
+  parse  its options are parsed by the command's own parser (so a renamed or removed
+         option fails), because running it takes minutes even when small, or needs
+         what CI has not (gdb, a GPU); what it does is tested elsewhere, as the entry says
+  setup  installing and building: the extras, variables and versions it names must
+         exist in setup.py / .ci/run (CI itself runs README's test install)
+
+Also: the Python examples compile and name only things minicnn has (README's runs as
+written), every repository path the docs name exists, and every MINICNN_* variable they
+mention is read by the code.
+"""
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+import minicnn as mc
+from minicnn import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ")
+
+
+def code_blocks(path):
+    """(language, text) of each fenced block of a Markdown file."""
+    return re.findall(r"```(\w*)\n(.*?)```", path.read_text(), re.S)
+
+
+def doc_commands():
+    """{command as written (comment stripped): the file it is in}."""
+    found = {}
+    for path in DOCS:
+        for language, body in code_blocks(path):
+            if language == "python":
+                continue
+            for line in body.splitlines():
+                line = re.sub(r"\s+#.*$", "", line).strip()
+                if line.startswith(COMMAND_STARTS) and not re.match(r"^MINICNN_\w+=\S+$", line):
+                    for command in line.split(" && "):
+                        found[command.strip()] = path.name
+        text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+        for inline in re.findall(r"`([^`\n]+)`", text):
+            if inline.startswith(("python ", "pip ")):
+                found[inline] = path.name
+    return found
+
+
+CHECKPOINT = "runs/<timestamp>/checkpoint.npz"
+
+# command as the docs write it: (kind, how it is checked)
+CHECKS = {
+    # ---- README's install and the main job
+    "python3 -m venv .venv": ("setup", "the standard library's venv"),
+    ". .venv/bin/activate": ("setup", "the venv's own script"),
+    'pip install ".[train]"': ("setup", "the extra 'train' exists in setup.py"),
+    "python -m minicnn train": ("small", "--dataset digits --epochs 1 --batch-size 32 (the fixture below; "
+                                         "15 epochs on mnist5k take minutes); parsed as written too"),
+    "python -m minicnn train --help": ("run", "help text"),
+    # ---- other commands
+    f"python -m minicnn evaluate {CHECKPOINT} [--ten-crop]": ("run", "both forms, on the fixture's checkpoint"),
+    f"python -m minicnn evaluate {CHECKPOINT}": ("run", "on the fixture's checkpoint"),
+    f"python -m minicnn evaluate {CHECKPOINT} --ten-crop": ("run", "on the fixture's checkpoint"),
+    "python -m minicnn summary alexnet": ("run", "prints 60,965,224"),
+    "python -m minicnn summary vgg16 --input-shape 3 64 64": ("run", "prints 138,357,544"),
+    "python -m minicnn summary alexnet_small --input-shape 3 32 32": ("run", "prints the rebuilt model"),
+    "python -m minicnn transfer": ("parse", "minutes even with one draw; tests/test_transfer.py tests its pieces"),
+    "python -m minicnn transfer --out runs/transfer": ("parse", "as above"),
+    "python -m minicnn transfer --help": ("run", "help text"),
+    "python benchmarks/conv_bench.py --layers conv3": ("small", "--batch 1 --repeats 1 --warmup 0, no JSON"),
+    "python benchmarks/conv_bench.py [--batch N] [--layers conv1 conv3]": ("small", "--batch 1 --layers conv1 conv3"),
+    # ---- tests and building
+    'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
+    "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
+    "pip install torch==2.13.0": ("setup", ".ci/run pins the same version"),
+    "pip install -e .": ("setup", "setup.py builds _host"),
+    "MINICNN_BUILD_CUDA=1 pip install -e .": ("setup", "setup.py reads MINICNN_BUILD_CUDA"),
+    "pip install --no-build-isolation --no-deps -e .": ("setup", "plain pip options"),
+    "pip install -v": ("setup", "plain pip option"),
+    "python setup.py build_ext --inplace": ("setup", "setup.py's BuildExt"),
+    "MINICNN_CPU_BACKEND=kernels gdb -ex 'set breakpoint pending on' -ex 'break im2col<float>' -ex run --args "
+    "python -m minicnn train --epochs 1": ("parse", "the Python command parses; the breakpoint names a kernel "
+                                                    "of MC_FOR_EACH_KERNEL; gdb itself is not on CI"),
+}
+
+
+def test_every_documented_command_has_a_check_and_every_check_a_command():
+    documented = doc_commands()
+    unchecked = {c: f for c, f in documented.items() if c not in CHECKS}
+    assert not unchecked, f"commands in the docs without a check in tests/test_docs.py: {unchecked}"
+    stale = [c for c in CHECKS if c not in documented]
+    assert not stale, f"checks of commands the docs no longer show: {stale}"
+
+
+def minicnn_argv(command):
+    """The arguments after 'python -m minicnn', placeholders filled, brackets dropped."""
+    words = shlex.split(command.replace("[", "").replace("]", ""))
+    assert words[:3] == ["python", "-m", "minicnn"], command
+    return words[3:]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """The main job with small settings: its checkpoint stands in for runs/<timestamp>/."""
+    out = tmp_path_factory.mktemp("run")
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "--out", str(out)]) == 0
+    return out
+
+
+def test_minicnn_commands_parse_as_written():
+    for command in CHECKS:
+        python = command[command.index("python -m minicnn"):] if "python -m minicnn" in command else None
+        if python is None:
+            continue
+        argv = minicnn_argv(python.replace(CHECKPOINT, "x.npz"))
+        if argv[0] == "transfer":
+            from minicnn import transfer_demo
+            if "--help" not in argv:
+                transfer_demo._parse(argv[1:], digit_labels=__import__("numpy").repeat(range(10), 50))
+        elif "--help" not in argv:
+            cli.build_parser().parse_args(argv)
+
+
+def test_the_main_job_small_and_its_evaluate_commands(digits_run, capsys):
+    for name in ("metrics.json", "checkpoint.npz", "curves.png", "conv1_filters.png", "predictions.png"):
+        assert (digits_run / name).is_file()
+    top1 = json.loads((digits_run / "metrics.json").read_text())["test_top1_error"]
+    capsys.readouterr()
+    for command in (c for c in CHECKS if c.startswith("python -m minicnn evaluate")):
+        for ten_crop in ((False, True) if "[--ten-crop]" in command else ("--ten-crop" in command,)):
+            argv = [a for a in minicnn_argv(command) if a != "--ten-crop"] + (["--ten-crop"] if ten_crop else [])
+            argv = [str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in argv]
+            assert cli.main(argv) == 0, command
+            printed = capsys.readouterr().out
+            assert ("five-crop" in printed) if ten_crop else (f"top-1 error {top1:.2%}" in printed)
+
+
+@pytest.mark.parametrize("command, promise", [
+    ("python -m minicnn summary alexnet", "total parameters: 60,965,224"),
+    ("python -m minicnn summary vgg16 --input-shape 3 64 64", "total parameters: 138,357,544"),
+    ("python -m minicnn summary alexnet_small --input-shape 3 32 32", "input: 3x32x32"),
+])
+def test_summary_commands_run_as_written(command, promise, capsys):
+    assert cli.main(minicnn_argv(command)) == 0
+    assert promise in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["python -m minicnn train --help", "python -m minicnn transfer --help"])
+def test_help_commands_run_as_written(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(minicnn_argv(command))
+    assert e.value.code == 0 and "default" in capsys.readouterr().out
+
+
+def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import conv_bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for command in (c for c in CHECKS if c.startswith("python benchmarks/conv_bench.py")):
+        layers = re.search(r"--layers ([\w ]+?)\]?$", command).group(1).split()
+        conv_bench.main(["--device", "cpu", "--layers", *layers, "--batch", "1", "--repeats", "1", "--warmup", "0",
+                         "--json", ""])
+        printed = capsys.readouterr().out
+        assert all(layer in printed for layer in layers)
+
+
+def test_setup_commands_name_what_exists():
+    setup = (ROOT / "setup.py").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command, (kind, _) in CHECKS.items():
+        for extra in re.findall(r'"\.\[(\w+)\]"', command):
+            assert f'"{extra}":' in setup, f"{command}: setup.py has no extra {extra!r}"
+        for variable in re.findall(r"\b(MINICNN_\w+)=", command):
+            assert variable in setup or variable in _code_text(), command
+    assert 'pip install -e ".[test]"' in ci and "python -m pytest -q -rs" in ci
+    assert "torch==2.13.0" in ci
+    gdb = next(c for c in CHECKS if "gdb" in c)
+    from minicnn.backends.cuda import kernel_names
+    assert re.search(r"break (\w+)<float>", gdb).group(1) in kernel_names()
+
+
+def _code_text():
+    files = list((ROOT / "minicnn").rglob("*.py")) + [ROOT / "setup.py"] + list((ROOT / "scripts").glob("*"))
+    return "\n".join(f.read_text() for f in files if f.is_file())
+
+
+def test_every_minicnn_variable_the_docs_name_is_read_by_the_code():
+    code = _code_text()
+    named = {v for path in DOCS for v in re.findall(r"\bMINICNN_[A-Z_]+[A-Z]\b", path.read_text())}
+    assert named and not [v for v in named if v not in code]
+
+
+def test_every_repository_path_the_docs_name_exists():
+    built_at_install = {"minicnn/csrc/"}   # setup.py's build_py copies csrc/ there for a regular install
+    missing = []
+    for path in DOCS:
+        for name in re.findall(r"\b(?:minicnn|csrc|src|benchmarks|tests|scripts|docs|examples|dev)/[\w./*-]*",
+                               path.read_text()):
+            name = name.rstrip(".")
+            if name in built_at_install:
+                continue
+            if not (list(ROOT.glob(name)) if "*" in name else (ROOT / name).exists()):
+                missing.append(f"{path.name}: {name}")
+    assert not missing, missing
+
+
+def python_blocks():
+    return [(path.name, body) for path in DOCS for language, body in code_blocks(path) if language == "python"]
+
+
+@pytest.mark.parametrize("where, code", python_blocks(), ids=[f"{p}-{i}" for i, (p, _) in enumerate(python_blocks())])
+def test_python_examples_compile_and_name_what_minicnn_has(where, code):
+    compile(code, where, "exec")
+    import minicnn.data as D
+    import minicnn.functional as F
+    from minicnn import transfer
+    aliases = {"mc": mc, "D": D, "F": F, "transfer": transfer}
+    for alias, dotted in re.findall(r"\b(mc|D|F|transfer)\.([A-Za-z_][\w.]*\w)", code):
+        value = aliases[alias]
+        for part in dotted.split("."):
+            assert hasattr(value, part), f"{where}: {alias}.{dotted} does not exist"
+            value = getattr(value, part)
+
+
+def test_readme_example_runs_as_written(capsys):
+    (_, code), = [(p, c) for p, c in python_blocks() if p == "README.md"]
+    exec(compile(code, "README.md", "exec"), {})
+    assert "60,965,224" in capsys.readouterr().out
