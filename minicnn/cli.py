@@ -193,6 +193,11 @@ def train_command(args):
 
     # everything that can be checked is checked before the output folder is made
     device = choose_device(args.device)
+    try:  # the pictures come after minutes of training: a missing matplotlib must stop us now
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise UsageError("train draws its pictures with matplotlib, which is not installed: "
+                         "pip install matplotlib (README's pip install \".[train]\" brings it)") from e
     mc.manual_seed(args.seed)
     with user_input(f"--dataset {args.dataset}"):
         train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
@@ -268,7 +273,7 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     picks = visualize.pick_examples(predicted, labels)
     visualize.top5_predictions(model, images[picks], labels[picks], train.classes,
                                os.path.join(out, "predictions.png"),
-                               title=f"{args.model} on {args.dataset} after {args.epochs} epochs: test images, "
+                               title=f"{args.model} on {args.dataset} after {args.epochs} epoch{'s' * (args.epochs != 1)}: test images, "
                                      f"the five most probable classes (true class in red)")
     print(f"test top-1 error {result.top1_error:.2%}" + (f", top-5 error {result.top5_error:.2%}" if top5 else "")
           + f" ({len(test)} images; training took {train_seconds:.0f} s)")

@@ -101,11 +101,16 @@ def pick_examples(predicted, labels, count=6, mistakes=2):
     """Indices of ``count`` examples spread over the set, up to ``mistakes`` of them
     misclassified ones when there are any (a figure of successes only hides what fails)."""
     predicted, labels = np.asarray(predicted), np.asarray(labels)
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.linspace(0, len(wrong) - 1, min(mistakes, len(wrong))).astype(int)] if len(wrong) else wrong
-    right = np.setdiff1d(np.arange(len(labels)), wrong)
-    spread = right[np.linspace(0, len(right) - 1, min(count - len(wrong), len(right))).astype(int)]
-    return np.sort(np.concatenate([spread, wrong]).astype(int))
+    wrong, right = np.flatnonzero(predicted != labels), np.flatnonzero(predicted == labels)
+
+    def spread(indices, n):
+        return indices[np.linspace(0, len(indices) - 1, min(n, len(indices))).astype(int)] if len(indices) else indices
+
+    picked_wrong = spread(wrong, mistakes)
+    picked_right = spread(right, count - len(picked_wrong))
+    if len(picked_right) + len(picked_wrong) < count:   # too few right ones: more mistakes fill the figure
+        picked_wrong = spread(wrong, count - len(picked_right))
+    return np.sort(np.concatenate([picked_right, picked_wrong]).astype(int))
 
 
 def top5_predictions(model, images, labels, class_names, path, title=None):

@@ -195,3 +195,10 @@ def test_a_folder_smaller_than_the_batch_is_refused_before_anything_is_written(t
     code, _, err = train_folder(capsys, folder, tmp_path / "run")
     assert code == 2 and "8 training images, fewer than --batch-size 16" in one_error_line(err)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_matplotlib_stops_train_before_it_trains(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib now raises ImportError
+    code, _, err = run(capsys, "train", "--dataset", "digits", "--out", str(tmp_path / "run"))
+    assert code == 2 and "pip install matplotlib" in one_error_line(err)
+    assert not (tmp_path / "run").exists()

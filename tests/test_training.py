@@ -223,6 +223,11 @@ def test_pick_examples_includes_mistakes_when_there_are_some():
     predicted[[17, 55, 80]] += 1
     picks = visualize.pick_examples(predicted, labels)
     assert len(picks) == 6 and len(set(picks)) == 6 and sum(predicted[picks] != labels[picks]) == 2
+    predicted[:90] += 1   # mostly wrong: still two mistakes, the rest right ones
+    picks = visualize.pick_examples(predicted, labels)
+    assert len(set(picks)) == 6 and sum(predicted[picks] != labels[picks]) == 2
+    predicted[:] = labels + 1   # all wrong: six mistakes
+    assert len(set(visualize.pick_examples(predicted, labels))) == 6
 
 
 def test_transfer_picture(tmp_path):
