@@ -43,7 +43,8 @@ FACES_PER_CLASS = 100                                  # lfw_subset: 100 faces, 
 
 def _parse(argv, digit_labels=None):
     """The options, checked against the data before anything runs. digit_labels: the
-    labels of mnist5k's training digits (read here when not given)."""
+    labels of mnist5k's training digits, or a function that reads them (called only
+    once the options parse, so --help answers at once); read here when not given."""
     from .cli import HelpFormatter
     p = argparse.ArgumentParser(prog="python -m minicnn transfer", description=__doc__,
                                 formatter_class=HelpFormatter)
@@ -73,6 +74,8 @@ def _parse(argv, digit_labels=None):
     # enough examples for the shots, checked now rather than after minutes of pretraining
     if digit_labels is None:
         digit_labels = D.stack(D.mnist5k()[0])[1]
+    elif callable(digit_labels):
+        digit_labels = digit_labels()
     fewest, name = min((int((digit_labels == d + 5).sum()), DIGIT_NAMES[d]) for d in range(5))
     if args.shots > fewest:
         p.error(f"--shots {args.shots}: {name} has only {fewest} training examples; use --shots {fewest} or less")
@@ -199,15 +202,18 @@ def _counts(num_classes, shape, args):
 
 def main(argv=None):
     """The command: run the demonstration, write metrics.json; returns 0 (the exit status)."""
-    train, test = D.mnist5k()
-    x_train, y_train = D.stack(train)
-    args = _parse(argv, y_train)
+    digits = []   # mnist5k as arrays, read once the options parse
+
+    def training_labels():
+        digits.extend(D.stack(part) for part in D.mnist5k())
+        return digits[0][1]
+    args = _parse(argv, training_labels)
     faces = _lfw()   # before the output folder: a missing package stops the command before it starts
     out = args.out or os.path.join("runs", time.strftime("transfer-%Y%m%d-%H%M%S"))
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
-        run(args, data=((x_train, y_train), D.stack(test), faces), out=out)
+        run(args, data=(digits[0], digits[1], faces), out=out)
     except BaseException:
         if created and not os.listdir(out):  # a failed run leaves no empty folder behind
             os.rmdir(out)

@@ -80,7 +80,7 @@ CHECKS = {
     "python -m minicnn transfer --out runs/transfer": ("parse", "as above"),
     "python -m minicnn transfer --help": ("run", "help text"),
     "python benchmarks/conv_bench.py --layers conv3": ("small", "--batch 1 --repeats 1 --warmup 0, no JSON"),
-    "python benchmarks/conv_bench.py [--batch N] [--layers conv1 conv3]": ("small", "--batch 1 --layers conv1 conv3"),
+    "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
     # ---- tests and building
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
@@ -136,15 +136,23 @@ def test_minicnn_commands_parse_as_written():
 def test_the_main_job_small_and_its_evaluate_commands(digits_run, capsys):
     for name in ("metrics.json", "checkpoint.npz", "curves.png", "conv1_filters.png", "predictions.png"):
         assert (digits_run / name).is_file()
-    top1 = json.loads((digits_run / "metrics.json").read_text())["test_top1_error"]
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert 0 <= metrics["test_top5_error"] <= metrics["test_top1_error"] <= 1 and metrics["test_images"] == 359
+    assert len(metrics["history"]["epoch"]) == 1
+    assert mc.load(str(digits_run / "checkpoint.npz"))["extra"]["test_set"]["images"] == 359   # evaluate checks it
     capsys.readouterr()
+    forms = set()   # the docs show the same two forms several times: each runs once
     for command in (c for c in CHECKS if c.startswith("python -m minicnn evaluate")):
         for ten_crop in ((False, True) if "[--ten-crop]" in command else ("--ten-crop" in command,)):
             argv = [a for a in minicnn_argv(command) if a != "--ten-crop"] + (["--ten-crop"] if ten_crop else [])
-            argv = [str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in argv]
-            assert cli.main(argv) == 0, command
-            printed = capsys.readouterr().out
-            assert ("five-crop" in printed) if ten_crop else (f"top-1 error {top1:.2%}" in printed)
+            forms.add(tuple(str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in argv))
+    assert len(forms) == 2
+    for argv in sorted(forms):
+        assert cli.main(list(argv)) == 0, argv
+        printed = capsys.readouterr().out
+        # the same model on the same test set as training measured; digits are never mirrored
+        assert ("five-crop" in printed) if "--ten-crop" in argv else \
+            (f"top-1 error {metrics['test_top1_error']:.2%}" in printed)
 
 
 @pytest.mark.parametrize("command, promise", [

@@ -7,7 +7,7 @@ import pytest
 
 import minicnn as mc
 import minicnn.data as D
-from minicnn import cli, nn, optim, visualize
+from minicnn import nn, optim, visualize
 from minicnn.training import topk_errors
 
 
@@ -110,34 +110,6 @@ def test_pictures(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no convolution"):
         visualize.conv1_filters(nn.Sequential(nn.Linear(2, 2)), str(tmp_path / "x.png"))
-
-
-def test_cli_train_and_evaluate_on_sklearn_digits(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "--out", str(out)]) == 0
-    for name in ("metrics.json", "checkpoint.npz", "curves.png", "conv1_filters.png", "predictions.png"):
-        assert (out / name).is_file(), name
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["test_top1_error"] <= 1 and 0 <= metrics["test_top5_error"] <= metrics["test_top1_error"]
-    assert metrics["test_images"] == 359
-    assert mc.load(str(out / "checkpoint.npz"))["extra"]["test_set"]["images"] == 359   # what evaluate checks
-    assert len(metrics["history"]["epoch"]) == 1
-    capsys.readouterr()
-    assert cli.main(["evaluate", str(out / "checkpoint.npz")]) == 0
-    printed = capsys.readouterr().out
-    assert f"top-1 error {metrics['test_top1_error']:.2%}" in printed  # the same model, the same test set
-    assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--ten-crop"]) == 0
-    assert "five-crop" in capsys.readouterr().out  # digits are never mirrored
-
-
-def test_cli_summary_and_errors(tmp_path, capsys):
-    assert cli.main(["summary", "alexnet"]) == 0
-    assert "60,965,224" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--epochs", "0"])
-    assert cli.main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "x")]) == 2
-    assert "error: unknown dataset" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists()  # nothing written for a bad command
 
 
 @pytest.mark.gpu
