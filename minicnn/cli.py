@@ -245,6 +245,7 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     extra = dict(model=args.model, dataset=args.dataset, seed=args.seed, classes=list(train.classes),
                  channels=channels, recipe=recipe, test_set=test_record,
                  normalize=dict(mean=normalize.mean.ravel().tolist(), std=normalize.std.ravel().tolist()))
+    initial_filters = visualize.first_conv_weight(model).copy()   # conv1_filters.png shows what training changed
     print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
           f"on {device} for {args.epochs} epochs; writing to {out}", file=sys.stderr)
     start = time.perf_counter()
@@ -264,7 +265,8 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     history.plot(os.path.join(out, "curves.png"), val_name="test")
-    visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"), epochs=args.epochs)
+    visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"), epochs=args.epochs,
+                            initial=initial_filters)
     # six test images spread over the set (datasets are often sorted by class), mistakes among them
     # when there are any, as the model sees them
     images, labels = D.stack(test)

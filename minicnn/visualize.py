@@ -59,19 +59,31 @@ def filter_grid(weight, columns=None, pad=1):
     return grid if channels == 3 else grid[:, :, 0]
 
 
-def conv1_filters(model, path, columns=None, epochs=None):
+def conv1_filters(model, path, columns=None, epochs=None, initial=None):
     """Save the first convolution's kernels as a grid PNG (the paper's Figure 3), on one
-    shared scale; the title names the layer and, when given, the epochs trained."""
+    shared scale; the title names the layer and, when given, the epochs trained.
+
+    initial: the same layer's weights before training (O, C, kH, kW). Then a second
+    grid shows what training changed (weights - initial), on its own shared scale: where
+    training moved the kernels little from a random start (small digits, few epochs),
+    the first grid still looks like its random start and the second shows what was learned.
+    """
     plt = _pyplot()
     name, weight = first_conv(model)
-    grid = filter_grid(weight, columns)
-    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.8))
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    o, c, kh, kw = weight.shape
-    trained = f", after {epochs} epoch{'s' * (epochs != 1)} of training" if epochs is not None else ""
-    ax.set_title(f"{name}: {o} filters of {c}x{kh}x{kw}{trained}\n"
-                 f"one scale for all: grey 0, white/black +-{np.abs(weight).max():.3g}", fontsize=10)
-    ax.axis("off")
+    panels = [(weight, f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}"
+                       + (f", after {epochs} epoch{'s' * (epochs != 1)} of training" if epochs is not None else ""))]
+    if initial is not None:
+        initial = np.asarray(initial, dtype=weight.dtype)
+        if initial.shape != weight.shape:
+            raise ValueError(f"conv1_filters: initial has shape {initial.shape}, the layer {weight.shape}")
+        change = np.linalg.norm(weight - initial) / max(np.linalg.norm(initial), 1e-12)
+        panels.append((weight - initial, f"what training changed: weights - initial ({change:.0%} of their norm)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 6.8), squeeze=False)
+    for ax, (values, title) in zip(axes[0], panels):
+        grid = filter_grid(values, columns)
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{title}\none scale for all: grey 0, white/black +-{np.abs(values).max():.3g}", fontsize=10)
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -226,3 +226,17 @@ def test_no_batches_names_the_sizes_not_an_option_the_user_may_not_have():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
     with pytest.raises(ValueError, match=r"no batches \(3 images, batch_size 4, drop_last=True\): use a smaller"):
         mc.fit(model, loader, 1, optim.SGD(model.parameters(), lr=0.1), verbose=False)
+
+
+def test_filters_picture_with_what_training_changed(tmp_path, monkeypatch):
+    model = mc.models.alexnet_small(num_classes=10, in_channels=1, input_size=24)
+    initial = model.conv1.weight.numpy().copy()
+    model.conv1.weight.data = model.conv1.weight.data + 0.1
+    figures = _capture_figures(monkeypatch)
+    visualize.conv1_filters(model, str(tmp_path / "filters.png"), epochs=3, initial=initial)
+    left, right = figures[0].axes
+    assert left.get_title().startswith("conv1: 32 filters of 1x5x5, after 3 epochs of training")
+    assert "what training changed" in right.get_title() and "+-0.1" in right.get_title()
+    np.testing.assert_allclose(right.images[0].get_array(), 1.0, rtol=1e-6)   # +0.1 everywhere: the top of its scale
+    with pytest.raises(ValueError, match="initial has shape"):
+        visualize.conv1_filters(model, str(tmp_path / "x.png"), initial=initial[:3])
