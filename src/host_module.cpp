@@ -50,6 +50,14 @@ inline void positive(mc_index count, mc_index value, const char* name) {
         throw SizeError{std::string("argument '") + name + "' must be >= 1, got " + std::to_string(value)};
 }
 
+// AT_MOST(count, v, limit): a shape argument bounded by another whenever there is work.
+#define AT_MOST(count, value, limit) at_most(count, value, limit, #value, #limit)
+inline void at_most(mc_index count, mc_index value, mc_index limit, const char* name, const char* limit_name) {
+    if (count > 0 && value > limit)
+        throw SizeError{std::string("argument '") + name + "' (" + std::to_string(value) + ") must be <= '" +
+                        limit_name + "' (" + std::to_string(limit) + ")"};
+}
+
 // a * b * ..., or an error when it does not fit in 64 bits (the kernel's indices would wrap).
 inline mc_index product(std::initializer_list<mc_index> factors) {
     mc_index result = 1;
@@ -96,9 +104,10 @@ MC_SIZES(bias_forward)(mc_index count, Size y, Size b, mc_index O, mc_index L) {
     HOLDS(b, count > 0 ? O : 0);
 }
 
-// x (count, L)  ->  out (count,).
-MC_SIZES(sum_rows)(mc_index count, Size x, Size out, mc_index L) {
-    HOLDS(x, product({count, L}));
+// x (R, L)  ->  out (R, S): count = R*S partial sums, each over every S-th entry of its row.
+MC_SIZES(sum_rows)(mc_index count, Size x, Size out, mc_index L, mc_index S) {
+    POSITIVE(count, S);
+    HOLDS(x, product({groups_of(count, S), L}));
     HOLDS(out, count);
 }
 
@@ -176,19 +185,40 @@ MC_SIZES(dropout_backward)(mc_index count, Size dy, Size dx, unsigned int, T, un
     HOLDS(dy, count); HOLDS(dx, count);
 }
 
-// count rows: logits, probs (count, K); labels, row_loss (count,).
-MC_SIZES(softmax_cross_entropy_forward)(mc_index count, Size logits, Size labels, Size probs, Size row_loss,
-                                        mc_index K) {
-    POSITIVE(count, K);
+// logits (N, K)  ->  part_max, part_sum (N, S): count = N*S slices; slice s of a row starts
+// at its class s, so S may not exceed K.
+MC_SIZES(softmax_partials)(mc_index count, Size logits, Size part_max, Size part_sum, mc_index K, mc_index S) {
+    POSITIVE(count, S); AT_MOST(count, S, K);
+    HOLDS(logits, product({groups_of(count, S), K}));
+    HOLDS(part_max, count);
+    HOLDS(part_sum, count);
+}
+
+// count rows: logits (count, K); part_max, part_sum (count, S); labels, row_max, log_sum, row_loss (count,).
+MC_SIZES(softmax_cross_entropy_forward)(mc_index count, Size logits, Size labels, Size part_max, Size part_sum,
+                                        Size row_max, Size log_sum, Size row_loss, mc_index K, mc_index S) {
+    POSITIVE(count, S);
     HOLDS(logits, product({count, K}));
-    HOLDS(probs, product({count, K}));
     HOLDS(labels, count);
+    HOLDS(part_max, product({count, S}));
+    HOLDS(part_sum, product({count, S}));
+    HOLDS(row_max, count);
+    HOLDS(log_sum, count);
     HOLDS(row_loss, count);
 }
 
-// loss (count,), each entry the mean of row_loss (N,).
-MC_SIZES(mean_forward)(mc_index count, Size row_loss, Size loss, mc_index N) {
-    HOLDS(row_loss, count > 0 ? N : 0);
+// logits, probs (N, K) have count entries; row_max, log_sum one per row.
+MC_SIZES(softmax_probs)(mc_index count, Size logits, Size row_max, Size log_sum, Size probs, mc_index K) {
+    POSITIVE(count, K);
+    HOLDS(logits, count);
+    HOLDS(probs, count);
+    HOLDS(row_max, groups_of(count, K));
+    HOLDS(log_sum, groups_of(count, K));
+}
+
+// loss (count,), each entry the sum of partial (S,) divided by N.
+MC_SIZES(mean_forward)(mc_index count, Size partial, Size loss, mc_index S, mc_index) {
+    HOLDS(partial, count > 0 ? S : 0);
     HOLDS(loss, count);
 }
 

@@ -31,7 +31,7 @@ from minicnn import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ")
+COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ", "scripts/")
 
 
 def code_blocks(path):
@@ -90,6 +90,12 @@ CHECKS = {
     "pip install --no-build-isolation --no-deps -e .": ("setup", "plain pip options"),
     "pip install -v": ("setup", "plain pip option"),
     "python setup.py build_ext --inplace": ("setup", "setup.py's BuildExt"),
+    "python -m pytest tests -m gpu": ("parse", "GPU only; the marker 'gpu' is registered, and "
+                                               "scripts/gpu_check.sh test runs it (dry-run on CI)"),
+    "scripts/gpu_check.sh build    OUT": ("parse", "GPU only; tests/test_gpu_check.py dry-runs every stage on CI"),
+    "scripts/gpu_check.sh test     OUT": ("parse", "as above"),
+    "scripts/gpu_check.sh sanitize OUT": ("parse", "as above"),
+    "scripts/gpu_check.sh bench    OUT": ("parse", "as above"),
     "MINICNN_CPU_BACKEND=kernels gdb -ex 'set breakpoint pending on' -ex 'break im2col<float>' -ex run --args "
     "python -m minicnn train --epochs 1": ("parse", "the Python command parses; the breakpoint names a kernel "
                                                     "of MC_FOR_EACH_KERNEL; gdb itself is not on CI"),
@@ -196,6 +202,10 @@ def test_setup_commands_name_what_exists():
             assert variable in setup or variable in _code_text(), command
     assert 'pip install -e ".[test]"' in ci and "python -m pytest -q -rs" in ci
     assert "torch==2.13.0" in ci
+    assert '"markers", "gpu:' in (ROOT / "tests" / "conftest.py").read_text(), "the marker 'gpu' is not registered"
+    stages = re.search(r'case "\$STAGE" in ([\w|]+)\)', (ROOT / "scripts" / "gpu_check.sh").read_text()).group(1)
+    for command in (c for c in CHECKS if c.startswith("scripts/gpu_check.sh")):
+        assert command.split()[1] in stages.split("|"), f"{command}: no such stage in scripts/gpu_check.sh"
     gdb = next(c for c in CHECKS if "gdb" in c)
     from minicnn.backends.cuda import kernel_names
     assert re.search(r"break (\w+)<float>", gdb).group(1) in kernel_names()
@@ -213,7 +223,8 @@ def test_every_minicnn_variable_the_docs_name_is_read_by_the_code():
 
 
 def test_every_repository_path_the_docs_name_exists():
-    built_at_install = {"minicnn/csrc/"}   # setup.py's build_py copies csrc/ there for a regular install
+    # made by setup.py: csrc/ copied for a regular install, the extensions (_cuda only where nvcc and a GPU are)
+    built_at_install = {"minicnn/csrc/", "minicnn/_host*.so", "minicnn/_cuda*.so"}
     missing = []
     for path in DOCS:
         for name in re.findall(r"\b(?:minicnn|csrc|src|benchmarks|tests|scripts|docs|examples|dev)/[\w./*-]*",

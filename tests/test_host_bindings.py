@@ -31,7 +31,7 @@ CASES = {
     "im2col": (360, [("x", f(120)), ("cols", f(360)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
     "col2im": (120, [("cols", f(360)), ("x", f(120)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
     "bias_forward": (24, [("y", f(24)), ("b", f(3)), 3, 4]),
-    "sum_rows": (6, [("x", f(24)), ("out", f(6)), 4]),
+    "sum_rows": (12, [("x", f(24)), ("out", f(12)), 4, 2]),   # 6 rows of 4, two partial sums each
     "sum_cols": (4, [("x", f(24)), ("out", f(4)), 6]),
     "max_pool_forward": (8, [("x", f(50)), ("y", f(8)), ("argmax", i(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
     "max_pool_backward": (50, [("dy", f(8)), ("argmax", i(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
@@ -44,9 +44,12 @@ CASES = {
     "relu_backward": (10, [("x", f(10)), ("dy", f(10)), ("dx", f(10)), 0.0]),
     "dropout_forward": (10, [("x", f(10)), ("y", f(10)), np.uint32(1 << 23), 2.0, np.uint32(7)]),
     "dropout_backward": (10, [("dy", f(10)), ("dx", f(10)), np.uint32(1 << 23), 2.0, np.uint32(7)]),
-    "softmax_cross_entropy_forward": (3, [("logits", f(12)), ("labels", i(3)), ("probs", f(12)),
-                                          ("row_loss", f(3)), 4]),
-    "mean_forward": (1, [("row_loss", f(3)), ("loss", f(1)), 3]),
+    "softmax_partials": (6, [("logits", f(12)), ("part_max", f(6)), ("part_sum", f(6)), 4, 2]),
+    "softmax_cross_entropy_forward": (3, [("logits", f(12)), ("labels", i(3)), ("part_max", f(6)),
+                                          ("part_sum", f(6) + 1), ("row_max", f(3)), ("log_sum", f(3)),
+                                          ("row_loss", f(3)), 4, 2]),
+    "softmax_probs": (12, [("logits", f(12)), ("row_max", f(3)), ("log_sum", f(3)), ("probs", f(12)), 4]),
+    "mean_forward": (1, [("partial", f(3)), ("loss", f(1)), 3, 6]),
     "softmax_cross_entropy_backward": (12, [("probs", f(12)), ("labels", i(3)), ("dloss", f(1)),
                                             ("dlogits", f(12)), 3, 4]),
     "sgd_update": (5, [("param", f(5)), ("grad", f(5)), ("velocity", f(5)), 0.1, 0.9, 0.0, 0]),
@@ -88,9 +91,11 @@ def test_a_count_far_beyond_the_arrays_raises_instead_of_crashing():
     assert not y.any()   # nothing was written
 
 
-def test_a_zero_divisor_and_an_overflowing_shape_are_refused():
+def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_refused():
     with pytest.raises(ValueError, match="argument 'OW' must be >= 1, got 0"):
         _host.im2col_float64(9, f(9), f(9), 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 0)
     with pytest.raises(ValueError, match="overflow"):
         _host.im2col_float64(9, f(9), f(9), 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"argument 'S' \(5\) must be <= 'K' \(4\)"):
+        _host.softmax_partials_float64(10, f(12), f(10), f(10), 4, 5)   # slice 4 would start past the row
     _host.relu_forward_float64(0, f(0), f(0), 0.0)   # no work: nothing to check
