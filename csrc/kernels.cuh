@@ -5,6 +5,7 @@
 #include "bias.cuh"
 #include "pool.cuh"
 #include "lrn.cuh"
+#include "batch_norm.cuh"
 #include "activation.cuh"
 #include "dropout.cuh"
 #include "loss.cuh"
@@ -17,6 +18,8 @@
     X(max_pool_forward); X(max_pool_backward);                         \
     X(avg_pool_forward); X(avg_pool_backward);                         \
     X(lrn_forward); X(lrn_backward); X(relu_forward); X(relu_backward); \
+    X(batch_norm_statistics); X(batch_norm_forward);                   \
+    X(batch_norm_backward_reduce); X(batch_norm_backward);             \
     X(dropout_forward); X(dropout_backward);                           \
     X(softmax_partials); X(softmax_cross_entropy_forward);             \
     X(softmax_probs); X(mean_forward);                                 \

@@ -1,5 +1,9 @@
 // pool.cuh: max pooling (with argmax) and average pooling, forward and backward.
-// Output size: OH = floor((H + 2 ph - kh) / sh) + 1, likewise OW.
+// Window (oy, ox) covers rows oy*sh - ph .. oy*sh - ph + kh - 1 and the same for columns,
+// where ph, pw are the padding at the top and at the left. The output size OH, OW is
+// worked out on the Python side (minicnn/shapes.py, pool_output_size): the padding at the
+// bottom and right and ceil_mode change only how many windows there are, so the max
+// pooling kernels never need them; average pooling needs them for its divisor.
 #pragma once
 #include "common.cuh"
 
@@ -73,20 +77,42 @@ MC_KERNEL max_pool_backward(mc_index count, const T* dy, const mc_index* argmax,
     }
 }
 
-// x: (N, C, H, W)  ->  y: (N, C, OH, OW), the window mean with zero padding
-// counted (divisor kh*kw, PyTorch's default count_include_pad=True).
-// One thread per output.
+// Along one axis: how many positions of the window [start, start + k) its divisor counts,
+// those inside [lo, hi): the padded input [-p_begin, size + p_end) when zero padding is
+// counted (count_include_pad), the input [0, size) when it is not. A ceil_mode window
+// may reach past the padded input; that part never counts (PyTorch's rule).
+MC_HD mc_index mc_counted(mc_index start, mc_index k, mc_index lo, mc_index hi) {
+    mc_index first = start > lo ? start : lo;
+    mc_index end = start + k < hi ? start + k : hi;
+    return end - first;
+}
+
+// The divisor of window (oy, ox): the rows it counts times the columns it counts.
+MC_HD mc_index mc_avg_pool_divisor(mc_index oy, mc_index ox, mc_index H, mc_index W, mc_index kh,
+                                   mc_index kw, mc_index sh, mc_index sw, mc_index ph, mc_index pw,
+                                   mc_index pad_bottom, mc_index pad_right, mc_index count_include_pad) {
+    mc_index rows = count_include_pad ? mc_counted(oy * sh - ph, kh, -ph, H + pad_bottom)
+                                      : mc_counted(oy * sh - ph, kh, 0, H);
+    mc_index cols = count_include_pad ? mc_counted(ox * sw - pw, kw, -pw, W + pad_right)
+                                      : mc_counted(ox * sw - pw, kw, 0, W);
+    return rows * cols;
+}
+
+// x: (N, C, H, W)  ->  y: (N, C, OH, OW), the window mean: the sum of the window's pixels
+// inside the image (padding adds 0) over mc_avg_pool_divisor (kh*kw for the usual windows
+// with count_include_pad, PyTorch's default). One thread per output.
 template <typename T>
 MC_KERNEL avg_pool_forward(mc_index count, const T* x, T* y, mc_index H, mc_index W,
                            mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index ph,
-                           mc_index pw, mc_index OH, mc_index OW) {
+                           mc_index pw, mc_index OH, mc_index OW, mc_index pad_bottom,
+                           mc_index pad_right, mc_index count_include_pad) {
     // each i is one output (n, c, oy, ox)
     MC_GRID_LOOP(i, count) {
         mc_index ox = i % OW;
         mc_index oy = (i / OW) % OH;
         mc_index plane = i / (OW * OH);
         T sum = T(0);
-        // add the window's pixels inside the image (padding adds 0)
+        // add the window's pixels inside the image
         for (mc_index ki = 0; ki < kh; ++ki) {
             mc_index yy = oy * sh - ph + ki;
             if (yy < 0 || yy >= H) continue;
@@ -96,16 +122,18 @@ MC_KERNEL avg_pool_forward(mc_index count, const T* x, T* y, mc_index H, mc_inde
                 sum += x[(plane * H + yy) * W + xx];
             }
         }
-        y[i] = sum / T(kh * kw);
+        y[i] = sum / T(mc_avg_pool_divisor(oy, ox, H, W, kh, kw, sh, sw, ph, pw, pad_bottom, pad_right,
+                                           count_include_pad));
     }
 }
 
-// dy: (N, C, OH, OW)  ->  dx: (N, C, H, W); each pixel gathers dy / (kh*kw) from
-// every window it lies in. One thread per input pixel.
+// dy: (N, C, OH, OW)  ->  dx: (N, C, H, W); each pixel gathers dy / divisor from every
+// window it lies in. One thread per input pixel.
 template <typename T>
 MC_KERNEL avg_pool_backward(mc_index count, const T* dy, T* dx, mc_index H, mc_index W,
                             mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index ph,
-                            mc_index pw, mc_index OH, mc_index OW) {
+                            mc_index pw, mc_index OH, mc_index OW, mc_index pad_bottom,
+                            mc_index pad_right, mc_index count_include_pad) {
     // each i is one input pixel (n, c, y, x)
     MC_GRID_LOOP(i, count) {
         mc_index xx = i % W;
@@ -115,12 +143,14 @@ MC_KERNEL avg_pool_backward(mc_index count, const T* dy, T* dx, mc_index H, mc_i
         mc_covering_outputs(yy, kh, sh, ph, OH, &oy0, &oy1);
         mc_covering_outputs(xx, kw, sw, pw, OW, &ox0, &ox1);
         T sum = T(0);
-        // every output window that holds this pixel
+        // every output window that holds this pixel, in row-major order
         for (mc_index oy = oy0; oy < oy1; ++oy) {
             for (mc_index ox = ox0; ox < ox1; ++ox) {
-                sum += dy[(plane * OH + oy) * OW + ox];
+                sum += dy[(plane * OH + oy) * OW + ox] /
+                       T(mc_avg_pool_divisor(oy, ox, H, W, kh, kw, sh, sw, ph, pw, pad_bottom, pad_right,
+                                             count_include_pad));
             }
         }
-        dx[i] = sum / T(kh * kw);
+        dx[i] = sum;
     }
 }

@@ -5,9 +5,9 @@ its argument checks, its forward and its backward; the functions here are
 their public faces, with PyTorch's names and signatures:
 
     ops/conv.py        conv2d, linear
-    ops/pool.py        max_pool2d, avg_pool2d, global_avg_pool2d
-    ops/norm.py        local_response_norm
-    ops/activation.py  relu, leaky_relu, sigmoid, tanh, dropout
+    ops/pool.py        max_pool2d, avg_pool2d, global_avg_pool2d, adaptive_avg_pool2d, max_unpool2d
+    ops/norm.py        local_response_norm, batch_norm
+    ops/activation.py  relu, leaky_relu, sigmoid, tanh, dropout, dropout2d
     ops/loss.py        softmax, log_softmax, cross_entropy, binary_cross_entropy_with_logits
     ops/tensor_ops.py  flatten (and the ops behind the Tensor methods)
 
@@ -18,15 +18,16 @@ definition); sigmoid, tanh, softmax and binary cross-entropy compute their
 forward and backward in NumPy/CuPy inside their Function.
 """
 
-from .ops.activation import dropout, leaky_relu, relu, sigmoid, tanh
+from .ops.activation import dropout, dropout2d, leaky_relu, relu, sigmoid, tanh
 from .ops.conv import conv2d, linear
 from .ops.loss import binary_cross_entropy_with_logits, cross_entropy, log_softmax, softmax
-from .ops.norm import local_response_norm
-from .ops.pool import avg_pool2d, global_avg_pool2d, max_pool2d
+from .ops.norm import batch_norm, local_response_norm
+from .ops.pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d, max_unpool2d
 from .ops.tensor_ops import flatten
 
 __all__ = [
-    "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "local_response_norm",
-    "relu", "leaky_relu", "sigmoid", "tanh", "dropout", "linear", "flatten",
+    "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "adaptive_avg_pool2d", "max_unpool2d",
+    "local_response_norm", "batch_norm", "relu", "leaky_relu", "sigmoid", "tanh", "dropout", "dropout2d",
+    "linear", "flatten",
     "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
 ]

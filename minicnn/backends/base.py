@@ -46,8 +46,10 @@ class Backend(abc.ABC):
         """-> (dx, dw, db), None for each gradient not needed."""
 
     # ------------------------------------------------------------------ pooling
+    # padding: (top, bottom, left, right) (an (h, w) pair means the same on both sides).
+    # The output size is shapes.pool_output_size's; backward takes it from dy.
     @abc.abstractmethod
-    def max_pool2d_forward(self, x, kernel, stride, padding):
+    def max_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False):
         """-> (y, argmax): argmax (int64, y's shape) is the flat index h*W + w of each winner in its plane."""
 
     @abc.abstractmethod
@@ -55,11 +57,12 @@ class Backend(abc.ABC):
         """-> dx of shape x_shape: each output's gradient goes to its winner."""
 
     @abc.abstractmethod
-    def avg_pool2d_forward(self, x, kernel, stride, padding):
-        """-> y, the mean of each window, zero padding counted (divisor kH*kW)."""
+    def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
+        """-> y, the sum of each window over its divisor (reference.avg_pool_divisor): kH*kW with zero
+        padding counted (count_include_pad), the number of pixels of the image in the window otherwise."""
 
     @abc.abstractmethod
-    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding):
+    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding, count_include_pad=True):
         """-> dx of shape x_shape."""
 
     # ------------------------------------------------------------------ local response normalization
@@ -72,6 +75,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def lrn_backward(self, x, y, scale, dy, size, alpha, beta, k):
         """-> dx."""
+
+    # ------------------------------------------------------------------ batch normalization
+    @abc.abstractmethod
+    def batch_norm_statistics(self, x):
+        """x: (N, C, L) -> (mean, var): (C,) each, over the N*L values of each channel; var is biased (/ N*L)."""
+
+    @abc.abstractmethod
+    def batch_norm_forward(self, x, mean, var, weight, bias, eps):
+        """x: (N, C, L); mean, var, weight, bias: (C,) -> y = (x - mean) / sqrt(var + eps) * weight + bias."""
+
+    @abc.abstractmethod
+    def batch_norm_backward(self, x, dy, mean, var, weight, eps, batch_statistics):
+        """-> (dx, dweight, dbias); batch_statistics: were mean and var computed from x (training)?"""
 
     # ------------------------------------------------------------------ activations and dropout
     @abc.abstractmethod

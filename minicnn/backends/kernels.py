@@ -21,7 +21,7 @@ computes is defined by backends/reference.py.
 
 import numpy as np
 
-from ..shapes import output_size
+from ..shapes import four_pads, output_size, pool_output_shape
 from .base import Backend
 
 # im2col is run over chunks of the batch whose column buffer holds at most this
@@ -219,18 +219,19 @@ class KernelBackend(Backend):
         return dx, dw, db
 
     # ------------------------------------------------------------------ pooling
-    def _pool_geometry(self, x_shape, kernel, stride, padding):
-        n, c, h, w = x_shape
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        return (h, w, kh, kw, sh, sw, ph, pw, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw))
+    @staticmethod
+    def _pool_geometry(x_shape, kernel, stride, padding, out):
+        """The kernels' shape arguments: H, W, kh, kw, sh, sw, top, left, OH, OW."""
+        (kh, kw), (sh, sw), (top, _, left, _) = kernel, stride, four_pads(padding)
+        return (x_shape[2], x_shape[3], kh, kw, sh, sw, top, left, out[0], out[1])
 
-    def max_pool2d_forward(self, x, kernel, stride, padding):
+    def max_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False):
         x = self._array("max_pool2d", "x", x)
-        geo = self._pool_geometry(x.shape, kernel, stride, padding)
-        oh, ow = geo[-2:]
-        y = self.xp.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        out = pool_output_shape(x.shape, kernel, stride, padding, ceil_mode)
+        y = self.xp.empty(x.shape[:2] + out, dtype=x.dtype)
         argmax = self.xp.empty(y.shape, dtype=np.int64)
-        self.loader.run("max_pool_forward", y.size, x, y, argmax, *geo)
+        self.loader.run("max_pool_forward", y.size, x, y, argmax, *self._pool_geometry(x.shape, kernel, stride,
+                                                                                       padding, out))
         return y, argmax
 
     def max_pool2d_backward(self, dy, argmax, x_shape, kernel, stride, padding):
@@ -238,23 +239,26 @@ class KernelBackend(Backend):
         dy = self._array(op, "grad_output", dy)
         argmax = self._array(op, "argmax", argmax, integer=True)
         dx = self.xp.empty(tuple(x_shape), dtype=dy.dtype)
-        geo = self._pool_geometry(x_shape, kernel, stride, padding)
+        geo = self._pool_geometry(x_shape, kernel, stride, padding, dy.shape[2:])
         self.loader.run("max_pool_backward", dx.size, dy, argmax, dx, *geo)
         return dx
 
-    def avg_pool2d_forward(self, x, kernel, stride, padding):
+    def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
         x = self._array("avg_pool2d", "x", x)
-        geo = self._pool_geometry(x.shape, kernel, stride, padding)
-        oh, ow = geo[-2:]
-        y = self.xp.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
-        self.loader.run("avg_pool_forward", y.size, x, y, *geo)
+        out = pool_output_shape(x.shape, kernel, stride, padding, ceil_mode)
+        y = self.xp.empty(x.shape[:2] + out, dtype=x.dtype)
+        _, bottom, _, right = four_pads(padding)
+        self.loader.run("avg_pool_forward", y.size, x, y, *self._pool_geometry(x.shape, kernel, stride, padding, out),
+                        bottom, right, int(bool(count_include_pad)))
         return y
 
-    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding):
+    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding, count_include_pad=True):
         dy = self._array("avg_pool2d backward", "grad_output", dy)
         dx = self.xp.empty(tuple(x_shape), dtype=dy.dtype)
-        geo = self._pool_geometry(x_shape, kernel, stride, padding)
-        self.loader.run("avg_pool_backward", dx.size, dy, dx, *geo)
+        _, bottom, _, right = four_pads(padding)
+        self.loader.run("avg_pool_backward", dx.size, dy, dx,
+                        *self._pool_geometry(x_shape, kernel, stride, padding, dy.shape[2:]),
+                        bottom, right, int(bool(count_include_pad)))
         return dx
 
     # ------------------------------------------------------------------ LRN
@@ -278,6 +282,40 @@ class KernelBackend(Backend):
         hw = x.size // max(1, n * c)
         self.loader.run("lrn_backward", x.size, x, y, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
         return dx
+
+    # ------------------------------------------------------------------ batch normalization
+    def batch_norm_statistics(self, x):
+        x = self._array("batch_norm", "x", x)
+        n, c, l = x.shape
+        mean = self.xp.empty((c,), dtype=x.dtype)
+        var = self.xp.empty((c,), dtype=x.dtype)
+        self.loader.run("batch_norm_statistics", c, x, mean, var, n, c, l)
+        return mean, var
+
+    def batch_norm_forward(self, x, mean, var, weight, bias, eps):
+        op = "batch_norm"
+        x = self._array(op, "x", x)
+        mean, var, weight, bias = (self._array(op, name, a, x.dtype) for name, a in
+                                   (("mean", mean), ("var", var), ("weight", weight), ("bias", bias)))
+        y = self.xp.empty_like(x)
+        self.loader.run("batch_norm_forward", x.size, x, mean, var, weight, bias, y, x.shape[1], x.shape[2],
+                        float(eps))
+        return y
+
+    def batch_norm_backward(self, x, dy, mean, var, weight, eps, batch_statistics):
+        op = "batch_norm backward"
+        x = self._array(op, "x", x)
+        dy = self._array(op, "grad_output", dy, x.dtype)
+        mean, var, weight = (self._array(op, name, a, x.dtype) for name, a in
+                             (("mean", mean), ("var", var), ("weight", weight)))
+        n, c, l = x.shape
+        dweight = self.xp.empty((c,), dtype=x.dtype)
+        dbias = self.xp.empty((c,), dtype=x.dtype)
+        self.loader.run("batch_norm_backward_reduce", c, x, dy, mean, var, dweight, dbias, n, c, l, float(eps))
+        dx = self.xp.empty_like(x)
+        self.loader.run("batch_norm_backward", x.size, x, dy, mean, var, weight, dweight, dbias, dx, c, l, n * l,
+                        float(eps), int(bool(batch_statistics)))
+        return dx, dweight, dbias
 
     # ------------------------------------------------------------------ activations, dropout
     def relu_forward(self, x, negative_slope):

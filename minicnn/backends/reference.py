@@ -10,7 +10,7 @@ the channel window sum) are the NumPy twins of kernels in csrc/.
 import numpy as np
 
 from ..random import dropout_mask
-from ..shapes import output_size
+from ..shapes import four_pads, output_size, pool_output_shape
 from .base import Backend
 
 
@@ -43,6 +43,32 @@ def col2im(cols, x_shape, kernel, stride, padding):
         for j in range(kw):
             xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += cols[:, :, i, j]
     return xp[:, :, ph:ph + h, pw:pw + w]
+
+
+def _pad_for_windows(x, kernel, stride, padding, out, fill):
+    """x padded with ``fill`` on every side, far enough at the bottom and right for every
+    one of the out = (OH, OW) windows (a ceil_mode window may reach past the padding)."""
+    top, bottom, left, right = four_pads(padding)
+    h, w = x.shape[2:]
+    bottom = max(bottom, (out[0] - 1) * stride[0] + kernel[0] - top - h)
+    right = max(right, (out[1] - 1) * stride[1] + kernel[1] - left - w)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+
+
+def avg_pool_divisor(x_shape, kernel, stride, padding, out, count_include_pad):
+    """(OH, OW): what average pooling divides each window's sum by. Along each axis a window
+    [start, start + k) counts its positions inside the padded input [-begin, size + end) when
+    zero padding is counted (count_include_pad), inside the input [0, size) when not."""
+    top, bottom, left, right = four_pads(padding)
+
+    def counted(size, k, s, begin, end, n_out):
+        start = np.arange(n_out) * s - begin
+        lo, hi = (-begin, size + end) if count_include_pad else (0, size)
+        return np.minimum(start + k, hi) - np.maximum(start, lo)
+
+    rows = counted(x_shape[2], kernel[0], stride[0], top, bottom, out[0])
+    cols = counted(x_shape[3], kernel[1], stride[1], left, right, out[1])
+    return rows[:, None] * cols[None, :]
 
 
 def _side_by_side(a):
@@ -139,7 +165,9 @@ class ReferenceBackend(Backend):
         return dx, dw, db
 
     # ------------------------------------------------------------------ pooling
-    def max_pool2d_forward(self, x, kernel, stride, padding):
+    # padding is (top, bottom, left, right) (an (h, w) pair means the same on both sides);
+    # window (oy, ox) covers rows oy*sh - top .. oy*sh - top + kh - 1, likewise columns.
+    def max_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False):
         """y = the maximum of each window; padding never wins (it is -inf).
 
         argmax holds, for each output, the flat index h*W + w of the winning input
@@ -147,13 +175,13 @@ class ReferenceBackend(Backend):
         order, because a later entry replaces the best only when strictly greater.
         """
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        (kh, kw), (sh, sw), (top, _, left, _) = kernel, stride, four_pads(padding)
+        oh, ow = pool_output_shape(x.shape, kernel, stride, padding, ceil_mode)
+        xp = _pad_for_windows(x, kernel, stride, padding, (oh, ow), -np.inf)
         y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
         argmax = np.zeros((n, c, oh, ow), dtype=np.int64)
-        rows = np.arange(oh)[:, None] * sh - ph      # top-left corner of each window,
-        cols = np.arange(ow)[None, :] * sw - pw      # in unpadded coordinates
+        rows = np.arange(oh)[:, None] * sh - top     # top-left corner of each window,
+        cols = np.arange(ow)[None, :] * sw - left    # in unpadded coordinates
         for i in range(kh):
             for j in range(kw):
                 candidate = xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
@@ -170,20 +198,33 @@ class ReferenceBackend(Backend):
         np.add.at(dx, (planes, argmax.reshape(n * c, -1)), dy.reshape(n * c, -1))
         return dx.reshape(x_shape)
 
-    def avg_pool2d_forward(self, x, kernel, stride, padding):
-        """y = mean of each window, zero padding counted (divisor kh*kw, as PyTorch's default)."""
-        (kh, kw) = kernel
-        cols = im2col(x.reshape(-1, 1, *x.shape[2:]), kernel, stride, padding)   # (N*C, kh*kw, OH*OW)
-        oh = output_size(x.shape[2], kh, stride[0], padding[0])
-        ow = output_size(x.shape[3], kw, stride[1], padding[1])
-        return cols.mean(axis=1).reshape(x.shape[0], x.shape[1], oh, ow)
+    def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
+        """y = the sum of each window's pixels (padding adds 0) / the window's divisor:
 
-    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding):
-        """Each input pixel receives 1/(kh*kw) of the gradient of every window it lies in."""
-        (kh, kw) = kernel
+        kh*kw, with zero padding counted (count_include_pad, PyTorch's default), except
+        where a ceil_mode window reaches past the padded input; the number of real pixels
+        in the window otherwise (avg_pool_divisor).
+        """
+        (kh, kw), (sh, sw) = kernel, stride
+        oh, ow = pool_output_shape(x.shape, kernel, stride, padding, ceil_mode)
+        xp = _pad_for_windows(x, kernel, stride, padding, (oh, ow), 0)
+        total = np.zeros(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                total += xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+        return total / avg_pool_divisor(x.shape, kernel, stride, padding, (oh, ow), count_include_pad).astype(x.dtype)
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel, stride, padding, count_include_pad=True):
+        """Each input pixel receives dy / divisor of every window it lies in."""
+        (kh, kw), (sh, sw), (top, _, left, _) = kernel, stride, four_pads(padding)
         n, c, h, w = x_shape
-        dcols = np.repeat(dy.reshape(n * c, 1, -1) / (kh * kw), kh * kw, axis=1)
-        return col2im(dcols, (n * c, 1, h, w), kernel, stride, padding).reshape(x_shape)
+        oh, ow = dy.shape[2:]
+        share = dy / avg_pool_divisor(x_shape, kernel, stride, padding, (oh, ow), count_include_pad).astype(dy.dtype)
+        dxp = _pad_for_windows(np.zeros(x_shape, dtype=dy.dtype), kernel, stride, padding, (oh, ow), 0)
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += share
+        return dxp[:, :, top:top + h, left:left + w]
 
     # ------------------------------------------------------------------ local response normalization
     def lrn_forward(self, x, size, alpha, beta, k):
@@ -198,6 +239,43 @@ class ReferenceBackend(Backend):
         same channel-window sum used in forward.
         """
         return dy * scale ** -beta - 2 * alpha * beta * x * channel_window_sum(dy * y / scale, size)
+
+    # ------------------------------------------------------------------ batch normalization
+    def batch_norm_statistics(self, x):
+        """x: (N, C, L) -> (mean, var) of each channel over its N*L values; var divides by N*L (biased)."""
+        mean = x.mean(axis=(0, 2))
+        var = ((x - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+        return mean, var
+
+    def batch_norm_forward(self, x, mean, var, weight, bias, eps):
+        """y = (x - mean) / sqrt(var + eps) * weight + bias, each (C,) vector applied to channel c of x (N, C, L)."""
+        def per_channel(v):
+            return v[None, :, None]
+        return (x - per_channel(mean)) / np.sqrt(per_channel(var) + eps) * per_channel(weight) + per_channel(bias)
+
+    def batch_norm_backward(self, x, dy, mean, var, weight, eps, batch_statistics):
+        """-> (dx, dweight, dbias). With xhat = (x - mean) / s, s = sqrt(var + eps), M = N*L:
+
+        dbias = sum of dy,  dweight = sum of dy * xhat        (over n and l, per channel)
+
+        With running statistics (eval) mean and s are constants: dx = weight / s * dy.
+        With batch statistics (training) they are functions of x, mean = sum(x) / M and
+        var = sum((x - mean)^2) / M, so that d xhat_j / d x_i = ([i == j] - 1/M - xhat_i xhat_j / M) / s
+        and, summing dy_j * weight * d xhat_j / d x_i over the channel's j:
+
+            dx = weight / s * (dy - dbias / M - xhat * dweight / M)
+        """
+        def per_channel(v):
+            return v[None, :, None]
+        s = np.sqrt(per_channel(var) + eps)
+        xhat = (x - per_channel(mean)) / s
+        dbias = dy.sum(axis=(0, 2))
+        dweight = (dy * xhat).sum(axis=(0, 2))
+        g = dy
+        if batch_statistics:
+            m = x.shape[0] * x.shape[2]
+            g = dy - (per_channel(dbias) + xhat * per_channel(dweight)) / m
+        return per_channel(weight) / s * g, dweight, dbias
 
     # ------------------------------------------------------------------ activations
     def relu_forward(self, x, negative_slope):

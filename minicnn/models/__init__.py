@@ -1,5 +1,6 @@
 """Networks (mc.models)."""
 
 from .alexnet import alexnet, alexnet_small
-from .vgg import vgg16, AdaptiveAvgPool2d
+from .vgg import vgg16
+from ..nn import AdaptiveAvgPool2d  # noqa: F401 (its home is mc.nn now; the old name keeps working)
 from .torchvision_alexnet import alexnet_torchvision

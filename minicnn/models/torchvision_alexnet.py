@@ -16,7 +16,6 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import nn
-from .vgg import AdaptiveAvgPool2d
 
 
 def alexnet_torchvision(num_classes=1000, include_top=True):
@@ -36,7 +35,7 @@ def alexnet_torchvision(num_classes=1000, include_top=True):
     ]
     if include_top:
         layers += [
-            ("avgpool", AdaptiveAvgPool2d(6)), ("flatten", nn.Flatten()),
+            ("avgpool", nn.AdaptiveAvgPool2d(6)), ("flatten", nn.Flatten()),
             ("drop6", nn.Dropout(0.5)), ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("relu6", nn.ReLU()),
             ("drop7", nn.Dropout(0.5)), ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()),
             ("fc8", nn.Linear(4096, num_classes)),

@@ -14,59 +14,10 @@ import numpy as np
 
 from .. import nn
 from .. import random as _random
-from ..tensor import Tensor
 
 # torchvision's cfg "D": a number is a 3x3 pad-1 convolution with that many output
 # channels (followed by a ReLU), "M" a 2x2 stride-2 max pooling.
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-
-
-def _averaging_matrix(in_size, out_size):
-    """(out_size, in_size) matrix whose row i averages input bins [floor(i*in/out), ceil((i+1)*in/out)),
-    PyTorch's adaptive pooling windows (they may overlap, and repeat inputs when out_size > in_size)."""
-    m = np.zeros((out_size, in_size))
-    for i in range(out_size):
-        start = (i * in_size) // out_size
-        end = -((-(i + 1) * in_size) // out_size)          # ceil division
-        m[i, start:end] = 1.0 / (end - start)
-    return m
-
-
-class AdaptiveAvgPool2d(nn.Module):
-    """Average pooling to a fixed output size (oh, ow), whatever the input size, as
-    torch.nn.AdaptiveAvgPool2d: torchvision puts one before the classifier of VGG (7x7)
-    and AlexNet (6x6) so that any input size reaches the dense layers.
-
-    Adaptive average pooling is linear and separable, so it is two matrix products,
-    y = A_h x A_w^T per plane, whose gradients the autograd already knows. At the
-    standard 224x224 input the feature maps already have the output size and the
-    layer passes them through unchanged (no cost).
-    """
-
-    def __init__(self, output_size):
-        super().__init__()
-        oh, ow = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else output_size
-        if min(oh, ow) < 1:
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be positive, got {output_size!r}")
-        self.output_size = (int(oh), int(ow))
-
-    def forward(self, x):
-        if not isinstance(x, Tensor) or x.ndim != 4:
-            raise ValueError(f"AdaptiveAvgPool2d: input must be a 4-D (N, C, H, W) Tensor, "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
-        n, c, h, w = x.shape
-        oh, ow = self.output_size
-        if (h, w) == (oh, ow):
-            return x
-        xp = x.xp
-        a_h = Tensor(xp.asarray(_averaging_matrix(h, oh).T, dtype=x.dtype))   # (h, oh)
-        a_w = Tensor(xp.asarray(_averaging_matrix(w, ow).T, dtype=x.dtype))   # (w, ow)
-        y = (x.reshape(n * c * h, w) @ a_w).reshape(n, c, h, ow)              # pool along the width
-        y = (y.transpose(0, 1, 3, 2).reshape(n * c * ow, h) @ a_h)            # then along the height
-        return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
 
 
 def _torchvision_init(model):
@@ -118,7 +69,7 @@ def vgg16(num_classes=1000, include_top=True):
     layers = [(name, layer) for _, name, layer in _vgg16_layers()]
     if include_top:
         layers += [
-            ("avgpool", AdaptiveAvgPool2d(7)), ("flatten", nn.Flatten()),
+            ("avgpool", nn.AdaptiveAvgPool2d(7)), ("flatten", nn.Flatten()),
             ("fc6", nn.Linear(512 * 7 * 7, 4096)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
             ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
             ("fc8", nn.Linear(4096, num_classes)),

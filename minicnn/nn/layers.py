@@ -13,8 +13,8 @@ from .. import random as _random
 from ..ops import checks
 from ..ops.activation import dropout_probability
 from ..ops.conv import conv_hyperparameters
-from ..ops.norm import lrn_hyperparameters
-from ..ops.pool import pool_hyperparameters
+from ..ops.norm import batch_norm_hyperparameters, lrn_hyperparameters
+from ..ops.pool import adaptive_output_size, pool_hyperparameters
 from ..tensor import Parameter
 from .module import Module
 
@@ -69,25 +69,67 @@ class Linear(Module):
 
 
 class MaxPool2d(Module):
-    """Max pooling (overlapping when stride < kernel_size); stride defaults to kernel_size."""
+    """Max pooling (overlapping when stride < kernel_size); stride defaults to kernel_size.
+    padding: an int, (h, w), (top, bottom, left, right), "same" or "valid". See F.max_pool2d
+    for ceil_mode and return_indices (forward then returns (output, indices))."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
+        super().__init__()
+        pool_hyperparameters("MaxPool2d", kernel_size, stride, padding)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.return_indices = bool(ceil_mode), bool(return_indices)
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Average pooling; stride defaults to kernel_size. count_include_pad=True (PyTorch's default)
+    divides by kH*kW, False by the number of the image's pixels in the window; see F.avg_pool2d."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        pool_hyperparameters("AvgPool2d", kernel_size, stride, padding, every_window_needs_a_pixel=not count_include_pad)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad}")
+
+
+class MaxUnpool2d(Module):
+    """forward(x, indices, output_size=None): F.max_unpool2d, the inverse of MaxPool2d(return_indices=True)."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        pool_hyperparameters(type(self).__name__, kernel_size, stride, padding)
+        pool_hyperparameters("MaxUnpool2d", kernel_size, stride, padding, every_window_needs_a_pixel=False)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
+    def forward(self, x, indices, output_size=None):
+        return F.max_unpool2d(x, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size, whatever the input size (F.adaptive_avg_pool2d);
+    torchvision's VGG, AlexNet and ResNet end their feature extractors with one."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = adaptive_output_size("AdaptiveAvgPool2d", output_size)
+
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.adaptive_avg_pool2d(x, self.output_size)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class AvgPool2d(MaxPool2d):
-    """Average pooling, zero padding counted (divisor kH*kW)."""
-
-    def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return f"output_size={self.output_size}"
 
 
 class GlobalAvgPool2d(Module):
@@ -111,6 +153,72 @@ class LocalResponseNorm(Module):
 
     def extra_repr(self):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class _BatchNorm(Module):
+    """What BatchNorm1d and BatchNorm2d share: PyTorch's parameters, buffers and modes.
+
+    weight (gamma, starts at 1) and bias (beta, starts at 0) when affine; buffers
+    running_mean (0), running_var (1) and num_batches_tracked (0, int64) when
+    track_running_stats, under PyTorch's names, so that state_dict() and checkpoints
+    hold them and torchvision's weights load. In training mode the layer normalises
+    with the batch's statistics and moves the running ones towards them (momentum=None:
+    a cumulative average, momentum 1/num_batches_tracked); in eval mode it uses the
+    running ones (the batch's when track_running_stats=False).
+    """
+
+    expected_dims = ()          # the input ranks the subclass accepts
+    layout = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        name = type(self).__name__
+        num_features, eps, momentum = batch_norm_hyperparameters(name, num_features, eps, momentum)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, np.float32))
+            self.register_buffer("running_var", np.ones(num_features, np.float32))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(buffer, None)
+
+    def forward(self, x):
+        name = type(self).__name__
+        x = checks.as_tensor(name, "input", x)
+        if x.ndim not in self.expected_dims:
+            raise ValueError(f"{name}: expected input of shape {self.layout}, got shape {x.shape}")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:            # a cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        use_batch_statistics = self.training or self.running_mean is None
+        keep = not self.training or self.track_running_stats   # which running statistics to use or update
+        return F.batch_norm(x, self.running_mean if keep else None, self.running_var if keep else None,
+                            self.weight, self.bias, use_batch_statistics, factor, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of (N, C, H, W) inputs, per channel over N, H and W (torch.nn.BatchNorm2d)."""
+
+    expected_dims = (4,)
+    layout = "(N, C, H, W)"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, C) or (N, C, L) inputs, per feature C (torch.nn.BatchNorm1d);
+    the usual place is between a Linear layer and its activation."""
+
+    expected_dims = (2, 3)
+    layout = "(N, C) or (N, C, L)"
 
 
 class ReLU(Module):
@@ -157,6 +265,23 @@ class Dropout(Module):
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Dropout2d(Module):
+    """Channel dropout (torch.nn.Dropout2d): while training, each (image, channel) plane of an
+    (N, C, H, W) input is zeroed with probability p, the others scaled by 1/(1-p); identity
+    in eval(). Neighbouring pixels of a feature map are strongly correlated, so dropping
+    single pixels (Dropout) barely regularises a convolution; dropping whole maps does."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.p = dropout_probability("Dropout2d", p)
+
+    def forward(self, x):
+        return F.dropout2d(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -1,9 +1,10 @@
-"""Activations and dropout: relu, leaky_relu, sigmoid, tanh, dropout."""
+"""Activations and dropout: relu, leaky_relu, sigmoid, tanh, dropout, dropout2d."""
 
 from .. import backends
 from .. import device as _device
 from .. import random as _random
 from ..autograd import Function
+from ..tensor import Tensor
 from . import checks
 
 
@@ -133,3 +134,21 @@ def dropout(x, p=0.5, training=True, seed=None):
         Dropout.check(x, p, 0)       # the same argument checks, then the identity
         return x
     return Dropout.apply(x, p, seed)
+
+
+def dropout2d(x, p=0.5, training=True, seed=None):
+    """Channel dropout (torch.nn.functional.dropout2d): each (image, channel) plane of x: (N, C, H, W)
+    is zeroed with probability p, the others scaled by 1/(1-p); identity when not training.
+
+    The mask is dropout's own (the same counter-based hash, the same seed rules), drawn
+    over an (N, C, 1, 1) tensor of ones and broadcast over H and W: x * dropout(ones).
+    Its gradient is the same mask times the incoming gradient (the product rule, with the
+    mask a constant), so channel dropout needs no kernel of its own.
+    """
+    op = "dropout2d"
+    x = checks.input_4d(op, x)
+    p = dropout_probability(op, p)
+    if not training or p == 0.0:
+        return x
+    ones = Tensor(x.xp.ones(x.shape[:2] + (1, 1), dtype=x.dtype))
+    return x * Dropout.apply(ones, p, seed)

@@ -3,6 +3,7 @@ the op, the argument, what was expected and what was given, before any array is 
 
 import numpy as np
 
+from ..shapes import four_pads
 from ..tensor import Tensor
 
 
@@ -44,6 +45,34 @@ def pair(op, name, value, minimum):
     return int(pair_[0]), int(pair_[1])
 
 
+PADDING_STRINGS = ("same", "valid")
+
+
+def padding(op, value):
+    """An int, an (h, w) pair, a (top, bottom, left, right) 4-tuple, or "same"/"valid".
+
+    Returns the 4-tuple of ints (each >= 0), or the string, which the op resolves
+    against the input's size (shapes.same_padding) once it knows it.
+    """
+    if isinstance(value, str):
+        if value not in PADDING_STRINGS:
+            raise ValueError(f"{op}: padding must be an int, a pair, a (top, bottom, left, right) tuple or one of "
+                             f"{PADDING_STRINGS}, got {value!r}")
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 4:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise TypeError(f"{op}: padding (top, bottom, left, right) must hold ints, got {value!r}")
+        if min(value) < 0:
+            raise ValueError(f"{op}: padding must be >= 0, got {value!r}")
+        return tuple(int(v) for v in value)
+    try:
+        ph, pw = pair(op, "padding", value, 0)
+    except TypeError:
+        raise TypeError(f"{op}: padding must be an int, a pair, a (top, bottom, left, right) tuple or one of "
+                        f"{PADDING_STRINGS}, got {value!r}") from None
+    return ph, ph, pw, pw
+
+
 def number(op, name, value):
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be a number, got {value!r}")
@@ -57,8 +86,9 @@ def positive_int(op, name, value):
 
 
 def check_window(op, x, kernel, padding):
-    """The kernel must fit inside the padded input."""
-    h, w = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    """The kernel must fit inside the padded input; padding (top, bottom, left, right) or an (h, w) pair."""
+    top, bottom, left, right = four_pads(padding)
+    h, w = x.shape[2] + top + bottom, x.shape[3] + left + right
     if kernel[0] > h or kernel[1] > w:
         raise ValueError(f"{op}: kernel size {kernel} is larger than the padded input ({h}, {w})")
 
