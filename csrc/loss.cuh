@@ -94,3 +94,64 @@ MC_KERNEL softmax_cross_entropy_backward(mc_index count, const T* probs, const m
         dlogits[i] = (probs[i] - onehot) * (dloss[0] / T(N));
     }
 }
+
+// ----- negative log-likelihood (nll_loss; cross_entropy with options is log_softmax, then this)
+// log_probs: (N, C, D), labels: (N, D) int64, weight: (C,)  ->  loss, counted: (N, D).
+// D is the number of positions per image (1 for (N, C) inputs). One thread per sample (n, d):
+//   loss = -weight[y] * log_probs[n, y, d],  counted = weight[y]     (y = labels[n, d])
+//   loss = counted = 0 where y == ignore_index; a y outside [0, C) gives NaN, not a bad read.
+template <typename T>
+MC_KERNEL nll_loss_forward(mc_index count, const T* log_probs, const mc_index* labels, const T* weight,
+                           T* loss, T* counted, mc_index C, mc_index D, mc_index ignore_index) {
+    // each i is one sample (n, d)
+    MC_GRID_LOOP(i, count) {
+        mc_index n = i / D, d = i % D;
+        mc_index y = labels[i];
+        if (y == ignore_index) {
+            loss[i] = T(0);
+            counted[i] = T(0);
+        } else if (y < 0 || y >= C) {
+            loss[i] = mc_nan<T>();
+            counted[i] = mc_nan<T>();
+        } else {
+            loss[i] = -weight[y] * log_probs[(n * C + y) * D + d];
+            counted[i] = weight[y];
+        }
+    }
+}
+
+// labels: (N, D), weight: (C,), dloss: (N, D)  ->  dlog_probs: (N, C, D),
+//   dlog_probs[n, c, d] = -weight[c] * dloss[n, d] where c == labels[n, d] (not ignored), 0 elsewhere.
+// One thread per entry of dlog_probs: each reads its own sample's label (a gather).
+template <typename T>
+MC_KERNEL nll_loss_backward(mc_index count, const mc_index* labels, const T* weight, const T* dloss,
+                            T* dlog_probs, mc_index C, mc_index D, mc_index ignore_index) {
+    // each i is one entry (n, c, d)
+    MC_GRID_LOOP(i, count) {
+        mc_index d = i % D;
+        mc_index c = (i / D) % C;
+        mc_index sample = (i / (C * D)) * D + d;
+        mc_index y = labels[sample];
+        dlog_probs[i] = (y == c && y != ignore_index) ? -weight[c] * dloss[sample] : T(0);
+    }
+}
+
+// ----- squared error (mse_loss); the reduction is done by the caller
+// x, target  ->  out: (any, same shape), out = (x - target)^2. One thread per element.
+template <typename T>
+MC_KERNEL squared_error_forward(mc_index count, const T* x, const T* target, T* out) {
+    // each i is one element
+    MC_GRID_LOOP(i, count) {
+        T d = x[i] - target[i];
+        out[i] = d * d;
+    }
+}
+
+// x, target, dloss  ->  dx = 2 (x - target) dloss. One thread per element.
+template <typename T>
+MC_KERNEL squared_error_backward(mc_index count, const T* x, const T* target, const T* dloss, T* dx) {
+    // each i is one element
+    MC_GRID_LOOP(i, count) {
+        dx[i] = T(2) * (x[i] - target[i]) * dloss[i];
+    }
+}

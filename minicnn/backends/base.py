@@ -115,6 +115,24 @@ class Backend(abc.ABC):
     def softmax_cross_entropy_backward(self, probs, labels, dloss):
         """-> dlogits = (probs - onehot(labels)) * dloss / N; dloss a number or a 0-d array."""
 
+    @abc.abstractmethod
+    def nll_loss_forward(self, log_probs, labels, weight, ignore_index):
+        """log_probs: (N, C, D), labels: (N, D) int64, weight: (C,) -> (loss, counted), both (N, D):
+        loss = -weight[y] * log_probs[n, y, d] and counted = weight[y] for y = labels[n, d]; 0 and 0
+        where y == ignore_index."""
+
+    @abc.abstractmethod
+    def nll_loss_backward(self, labels, weight, ignore_index, dloss, classes):
+        """dloss: (N, D) -> d log_probs: (N, classes, D) = -weight[c] * dloss where c == labels, else 0."""
+
+    @abc.abstractmethod
+    def squared_error_forward(self, x, target):
+        """-> (x - target)^2, element by element."""
+
+    @abc.abstractmethod
+    def squared_error_backward(self, x, target, dloss):
+        """dloss: x's shape -> dx = 2 (x - target) dloss."""
+
     # ------------------------------------------------------------------ optimizer updates (in place)
     @abc.abstractmethod
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):

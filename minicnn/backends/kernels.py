@@ -381,6 +381,44 @@ class KernelBackend(Backend):
         self.loader.run("softmax_cross_entropy_backward", probs.size, probs, labels, dloss, dlogits, n, k)
         return dlogits
 
+    def nll_loss_forward(self, log_probs, labels, weight, ignore_index):
+        op = "nll_loss"
+        log_probs = self._array(op, "log_probs", log_probs)
+        labels = self._array(op, "labels", labels, integer=True)
+        weight = self._array(op, "weight", weight, log_probs.dtype)
+        n, c, d = log_probs.shape
+        loss = self.xp.empty((n, d), dtype=log_probs.dtype)
+        counted = self.xp.empty((n, d), dtype=log_probs.dtype)
+        self.loader.run("nll_loss_forward", n * d, log_probs, labels, weight, loss, counted, c, d, int(ignore_index))
+        return loss, counted
+
+    def nll_loss_backward(self, labels, weight, ignore_index, dloss, classes):
+        op = "nll_loss backward"
+        dloss = self._array(op, "grad_output", dloss)
+        labels = self._array(op, "labels", labels, integer=True)
+        weight = self._array(op, "weight", weight, dloss.dtype)
+        n, d = labels.shape
+        dlog_probs = self.xp.empty((n, classes, d), dtype=dloss.dtype)
+        self.loader.run("nll_loss_backward", dlog_probs.size, labels, weight, dloss, dlog_probs, classes, d,
+                        int(ignore_index))
+        return dlog_probs
+
+    def squared_error_forward(self, x, target):
+        x = self._array("mse_loss", "x", x)
+        target = self._array("mse_loss", "target", target, x.dtype)
+        out = self.xp.empty_like(x)
+        self.loader.run("squared_error_forward", x.size, x, target, out)
+        return out
+
+    def squared_error_backward(self, x, target, dloss):
+        op = "mse_loss backward"
+        x = self._array(op, "x", x)
+        target = self._array(op, "target", target, x.dtype)
+        dloss = self._array(op, "grad_output", dloss, x.dtype)
+        dx = self.xp.empty_like(x)
+        self.loader.run("squared_error_backward", x.size, x, target, dloss, dx)
+        return dx
+
     # ------------------------------------------------------------------ optimizer updates
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):
         op = "sgd_update"

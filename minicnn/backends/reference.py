@@ -315,6 +315,29 @@ class ReferenceBackend(Backend):
         dlogits[np.arange(n), labels] -= 1
         return dlogits * (dloss / n)
 
+    def nll_loss_forward(self, log_probs, labels, weight, ignore_index):
+        """loss[n, d] = -weight[y] * log_probs[n, y, d] with y = labels[n, d], counted[n, d] = weight[y]:
+        what a sample costs, and how much it counts in the mean; both 0 where y == ignore_index."""
+        counted = labels != ignore_index
+        y = np.where(counted, labels, 0)                      # an ignored sample reads class 0, then counts 0
+        picked = np.take_along_axis(log_probs, y[:, None, :], axis=1)[:, 0, :]
+        w = np.where(counted, weight[y], 0).astype(log_probs.dtype)
+        return np.where(counted, -w * picked, 0).astype(log_probs.dtype), w
+
+    def nll_loss_backward(self, labels, weight, ignore_index, dloss, classes):
+        """d loss[n, d] / d log_probs[n, c, d] = -weight[c] where c == labels[n, d] (and not ignored), else 0."""
+        hit = (labels[:, None, :] == np.arange(classes)[None, :, None]) & (labels != ignore_index)[:, None, :]
+        return np.where(hit, -weight[None, :, None] * dloss[:, None, :], 0).astype(dloss.dtype)
+
+    def squared_error_forward(self, x, target):
+        """(x - target)^2, element by element."""
+        d = x - target
+        return d * d
+
+    def squared_error_backward(self, x, target, dloss):
+        """d (x - target)^2 / dx = 2 (x - target)."""
+        return 2 * (x - target) * dloss
+
     # ------------------------------------------------------------------ optimizer updates
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay, nesterov):
         """SGD with momentum and L2 weight decay, as in PyTorch (the paper's rule, lr folded into v):

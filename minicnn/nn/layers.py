@@ -13,6 +13,7 @@ from .. import random as _random
 from ..ops import checks
 from ..ops.activation import dropout_probability
 from ..ops.conv import conv_hyperparameters
+from ..ops.loss import loss_options
 from ..ops.norm import batch_norm_hyperparameters, lrn_hyperparameters
 from ..ops.pool import adaptive_output_size, pool_hyperparameters
 from ..tensor import Parameter
@@ -300,10 +301,40 @@ class Identity(Module):
 
 
 class CrossEntropyLoss(Module):
-    """loss(logits, labels) = F.cross_entropy(logits, labels): softmax cross-entropy, mean over the batch."""
+    """loss(logits, labels) = F.cross_entropy(logits, labels, weight, ignore_index, reduction, label_smoothing):
+    softmax cross-entropy, by default the mean over the batch. weight: one number per class."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__()
+        self.reduction, self.ignore_index, self.label_smoothing = loss_options(
+            "CrossEntropyLoss", reduction, ignore_index, label_smoothing)
+        self.weight = weight
 
     def forward(self, logits, labels):
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
+
+
+class NLLLoss(Module):
+    """loss(log_probs, labels) = F.nll_loss(log_probs, labels, weight, ignore_index, reduction)."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__()
+        self.reduction, self.ignore_index, _ = loss_options("NLLLoss", reduction, ignore_index)
+        self.weight = weight
+
+    def forward(self, log_probs, labels):
+        return F.nll_loss(log_probs, labels, self.weight, self.ignore_index, self.reduction)
+
+
+class MSELoss(Module):
+    """loss(x, target) = F.mse_loss(x, target, reduction): the mean squared error by default."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = loss_options("MSELoss", reduction)[0]
+
+    def forward(self, x, target):
+        return F.mse_loss(x, target, self.reduction)
 
 
 class BCEWithLogitsLoss(Module):

@@ -109,12 +109,23 @@ class Pow(Function):
 
 
 class MatMul(Function):
+    """a @ b with NumPy's (and PyTorch's) rules: 2-D matrices multiply; leading axes are a batch
+    that broadcasts ((B, n, k) @ (B, k, m), (B, n, k) @ (k, m), ...); a 1-D operand is a vector
+    (a row on the left, a column on the right) whose axis is dropped from the result."""
+
     @staticmethod
     def check(a, b):
-        if a.ndim != 2 or b.ndim != 2:
-            raise ValueError(f"matmul: expected two 2-D tensors, got shapes {a.shape} and {b.shape}")
-        if a.shape[1] != b.shape[0]:
-            raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least one dimension, got shapes {a.shape} and {b.shape}")
+        inner_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+        if a.shape[-1] != inner_b:
+            raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape} "
+                             f"({a.shape[-1]} columns against {inner_b} rows)")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch dimensions {a.shape[:-2]} and {b.shape[:-2]} of {a.shape} @ "
+                             f"{b.shape} do not broadcast") from None
         return a, b
 
     @staticmethod
@@ -124,10 +135,21 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # C = A B:  dA = dC B^T,  dB = A^T dC
+        # C = A B:  dA = dC B^T,  dB = A^T dC, per batch entry, summed over the entries a broadcast repeated;
+        # a vector is a 1-row (left) or 1-column (right) matrix for the products
         a, b = ctx.saved_tensors
-        da = grad @ b.T if ctx.needs_input_grad[0] else None
-        db = a.T @ grad if ctx.needs_input_grad[1] else None
+        xp = _device.array_module(grad)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            grad = xp.expand_dims(grad, -2 if b.ndim > 1 else 0)
+        if b.ndim == 1:
+            grad = xp.expand_dims(grad, -1)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(grad @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(xp.swapaxes(a2, -1, -2) @ grad, b2.shape).reshape(b.shape)
         return da, db
 
 
@@ -363,11 +385,24 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # each selected element gets its gradient; an element selected twice gets both (add.at)
+        # each selected element gets its gradient; one selected twice (by an integer array) gets both
         xp = _device.array_module(grad)
         full = xp.zeros(ctx.shape, dtype=grad.dtype)
-        xp.add.at(full, ctx.index, grad)
+        if _selects_each_element_once(ctx.index):
+            full[ctx.index] = grad
+        elif xp is np:
+            np.add.at(full, ctx.index, grad)
+        else:
+            import cupyx
+            cupyx.scatter_add(full, ctx.index, grad)
         return full, None
+
+
+def _selects_each_element_once(index):
+    """Basic indexing (ints, slices, None, ...) and boolean masks never pick an element twice."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice))
+               or (hasattr(p, "dtype") and p.dtype == bool) for p in parts)
 
 
 class Cat(Function):
