@@ -13,6 +13,12 @@ only when one of its inputs requires a gradient, and the images never do, so no
 graph is recorded below the lowest trainable layer, backward stops there, and
 the first trainable convolution computes its weight gradient but no input
 gradient. Optimizers skip parameters that do not require grad.
+
+A frozen BatchNorm layer stays in eval mode while the model trains (as Keras does
+for trainable=False): it keeps normalising with the running statistics it learned
+in pretraining, which the frozen layers above it expect, and does not overwrite
+them with the new task's (docs/transfer.md says why). transfer_model's result
+(a TransferModel) does this in train(); freeze() and fine_tune_from() do it at once.
 """
 
 from collections import OrderedDict
@@ -26,13 +32,46 @@ from .tensor import Tensor, no_grad
 
 # --------------------------------------------------------------------------- freezing
 def freeze(module):
-    """Freeze every parameter of ``module`` (no gradient, no update); returns the module."""
-    return module.requires_grad_(False)
+    """Freeze every parameter of ``module`` (no gradient, no update) and put its BatchNorm layers in
+    eval mode (they keep their running statistics); returns the module."""
+    module.requires_grad_(False)
+    frozen_batch_norms_to_eval(module)
+    return module
 
 
 def unfreeze(module):
-    """Make every parameter of ``module`` trainable again; returns the module."""
-    return module.requires_grad_(True)
+    """Make every parameter of ``module`` trainable again, its BatchNorm layers included (they
+    follow the module's train/eval mode again); returns the module."""
+    module.requires_grad_(True)
+    for layer in _batch_norms(module):
+        layer.train(module.training)
+    return module
+
+
+def _batch_norms(module):
+    return [m for m in module.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+
+
+def frozen_batch_norms_to_eval(module):
+    """Put every BatchNorm layer of ``module`` whose parameters are all frozen in eval mode, so it
+    normalises with its running statistics and leaves them alone while the rest of the model trains
+    (Keras's rule for trainable=False). A BatchNorm without parameters (affine=False) is left as it is."""
+    for layer in _batch_norms(module):
+        params = layer.parameters()
+        if params and not any(p.requires_grad for p in params):
+            layer.eval()
+    return module
+
+
+class TransferModel(nn.Sequential):
+    """What transfer_model returns: a Sequential with children "base" and "head", whose train()
+    keeps the BatchNorm layers of frozen blocks in eval mode (frozen_batch_norms_to_eval)."""
+
+    def train(self, mode=True):
+        super().train(mode)
+        if mode:
+            frozen_batch_norms_to_eval(self)
+        return self
 
 
 def layer_names(model):
@@ -44,7 +83,7 @@ def layer_names(model):
 def _find_layer(model, layer):
     """The index in layer_names(model) of ``layer``: an int index (negative counts from the end),
     a layer's full name, its last part when unique ("conv4" for "base.conv4"), or a container's
-    name ("head": its first layer)."""
+    name, full or its last part when unique ("head", "layer4" for "base.layer4": its first layer)."""
     names = layer_names(model)
     if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
         if not -len(names) <= layer < len(names):
@@ -58,6 +97,13 @@ def _find_layer(model, layer):
     if not found:
         found = [i for i, name in enumerate(names) if name.startswith(layer + ".")]
     if not found:
+        # a container named by its last part: the layers under "<anything>.layer." of one container
+        containers = {name[:name.index("." + layer + ".") + len(layer) + 1]
+                      for name in names if "." + layer + "." in name}
+        if len(containers) > 1:
+            raise ValueError(f"layer name {layer!r} is ambiguous: {sorted(containers)}; give the full name")
+        found = [i for i, name in enumerate(names) if "." + layer + "." in name]
+    if not found:
         raise KeyError(f"the model has no layer {layer!r}; its layers are {names}")
     return found[0]
 
@@ -70,9 +116,12 @@ def fine_tune_from(model, layer):
     """
     start = _find_layer(model, layer)
     modules = dict(model.named_modules())
-    freeze(model)
+    model.requires_grad_(False)
     for name in layer_names(model)[start:]:
-        unfreeze(modules[name])
+        modules[name].requires_grad_(True)
+    for layer in _batch_norms(model):          # trainable ones follow the model's mode, frozen ones eval
+        layer.train(model.training)
+    frozen_batch_norms_to_eval(model)
     return model
 
 
@@ -147,8 +196,9 @@ def _output_channels(base):
 
 def _build_named(name, weights_path):
     from . import models, weights
-    builders = {"vgg16": models.vgg16, "alexnet": models.alexnet,
-                "alexnet_torchvision": models.alexnet_torchvision, "alexnet_small": models.alexnet_small}
+    builders = {"vgg16": models.vgg16, "vgg16_bn": models.vgg16_bn, "resnet18": models.resnet18,
+                "alexnet": models.alexnet, "alexnet_torchvision": models.alexnet_torchvision,
+                "alexnet_small": models.alexnet_small}
     if name not in builders:
         raise ValueError(f"unknown base {name!r}; known: {sorted(builders)} (or pass a Module)")
     base = builders[name](include_top=False)
@@ -170,11 +220,13 @@ def _output_shape(base, input_shape):
 
 def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train_from=None, pool="avg",
                    input_shape=None):
-    """A pretrained base and a new classifier_head in one Sequential with children "base" and "head".
+    """A pretrained base and a new classifier_head in one TransferModel (a Sequential) with children
+    "base" and "head"; its train() keeps the BatchNorm layers of frozen blocks in eval mode.
 
     base: a network (a Sequential; its layers are shared, not copied) or the name of one
-    of mc.models ("vgg16", "alexnet", "alexnet_torchvision", "alexnet_small"), built
-    without its top, with ``weights`` (a path or state_dict, see minicnn.weights.load).
+    of mc.models ("resnet18", "vgg16", "vgg16_bn", "alexnet", "alexnet_torchvision",
+    "alexnet_small"), built without its top, with ``weights`` (a path or state_dict, see
+    minicnn.weights.load).
     cut: the last layer of ``base`` to keep (a name or an index); the default keeps it
     all, so cut="pool5" drops a full network's dense layers.
     The base is frozen; train_from names the layer from which to fine-tune instead
@@ -202,11 +254,11 @@ def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train
     else:
         in_features = _output_channels(base)
     head = classifier_head(in_features, num_classes, dropout, pool)
-    model = nn.Sequential(OrderedDict([("base", base), ("head", head)]))
+    model = TransferModel(OrderedDict([("base", base), ("head", head)]))
     freeze(base)
     if train_from is not None:
         fine_tune_from(model, train_from)
-    return model
+    return model.train(model.training)
 
 
 # --------------------------------------------------------------------------- cached features

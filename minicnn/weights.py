@@ -14,9 +14,11 @@ Nothing is downloaded: you give a path (or a dict of arrays). Understood sources
   installed (``torch.load(..., weights_only=True)``: no code in the file runs).
 
 Names written by torchvision (``features.0.weight`` ... ``classifier.6.bias``) are mapped to ours
-(``conv1_1.weight`` ... ``fc8.bias``) for VGG16 and torchvision's AlexNet; the layout of
-every array is already the same (conv OIHW, dense (out, in)), so values are copied as they are.
-A file that does not fit the model raises an error that names the entry.
+(``conv1_1.weight`` ... ``fc8.bias``) for VGG16, VGG16-BN and torchvision's AlexNet; ResNet-18
+uses torchvision's names itself (``layer1.0.bn1.running_mean`` ...). The layout of every array
+is already the same (conv OIHW, dense (out, in)), so values are copied as they are. BatchNorm's
+buffers (running_mean, running_var, num_batches_tracked) load with the parameters. A file that
+does not fit the model raises an error that names the entry.
 """
 
 import os
@@ -32,6 +34,7 @@ from .tensor import Tensor
 # torchvision's layer names -> ours, per architecture whose weights we can read.
 TORCHVISION_NAMES = OrderedDict([
     ("vgg16", vgg16_torchvision_names()),
+    ("vgg16_bn", vgg16_torchvision_names(batch_norm=True)),
     ("alexnet_torchvision", alexnet_torchvision_names()),
 ])
 
@@ -133,7 +136,7 @@ def _detect_architecture(state, label):
 def from_torchvision(state, arch, label="weights"):
     """Rename a torchvision state_dict to our names: (renamed OrderedDict, {our name: torchvision name}).
 
-    ``arch`` is "vgg16" or "alexnet_torchvision". Raises a KeyError naming any entry that is
+    ``arch`` is "vgg16", "vgg16_bn" or "alexnet_torchvision". Raises a KeyError naming any entry that is
     not a layer of that architecture.
     """
     if arch not in TORCHVISION_NAMES:
@@ -173,6 +176,7 @@ def load(model, source, arch=None, strict=True):
         return f"{original[name]!r} ({name} here)" if original.get(name, name) != name else repr(name)
 
     own = OrderedDict(model.named_parameters())
+    own.update(model.named_buffers())                  # BatchNorm's running statistics
     own_layers = {name.rpartition(".")[0] for name in own}
     unexpected = [k for k in state if k not in own]
     # a feature extractor (no dense layers at all) takes a full file: drop the file's top
@@ -181,7 +185,8 @@ def load(model, source, arch=None, strict=True):
         for k in unexpected_top:
             del state[k]
         unexpected = [k for k in unexpected if k not in unexpected_top]
-    missing = [k for k in own if k not in state]
+    # files written before PyTorch 0.4.1 have no num_batches_tracked: the model keeps its own count
+    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     mismatched = [k for k in own if k in state and tuple(state[k].shape) != own[k].shape]
 
     if strict:
@@ -243,6 +248,8 @@ class Preprocessing:
 
 PREPROCESSING = {
     "vgg16": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    "vgg16_bn": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    "resnet18": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
     "alexnet_torchvision": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
     # the paper only subtracts the mean image; we subtract the mean colour, in [0, 1] units
     "alexnet": Preprocessing(IMAGENET_MEAN, (1.0, 1.0, 1.0), 227),
@@ -250,7 +257,8 @@ PREPROCESSING = {
 
 
 def preprocessing(model_name):
-    """The Preprocessing a pretrained ``model_name`` ("vgg16", "alexnet_torchvision", "alexnet") expects."""
+    """The Preprocessing a pretrained ``model_name`` ("vgg16", "vgg16_bn", "resnet18", "alexnet_torchvision",
+    "alexnet") expects."""
     if model_name not in PREPROCESSING:
         raise ValueError(f"no preprocessing known for {model_name!r}; known: {sorted(PREPROCESSING)}")
     return PREPROCESSING[model_name]
