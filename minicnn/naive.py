@@ -11,8 +11,10 @@ Each op exists three times, once in each of:
 
 Conventions: NumPy arrays in, float64 NumPy arrays out, whatever the input dtype
 (a definition, not a model of any backend's rounding); layout NCHW; kernel,
-stride and padding are an int or an (h, w) pair; output sizes are
-floor((H + 2 padding - kernel) / stride) + 1 (minicnn.shapes.output_size).
+stride and padding are an int or an (h, w) pair (pooling's padding also a
+(top, bottom, left, right) tuple); output sizes are
+floor((H + 2 padding - kernel) / stride) + 1 (minicnn.shapes.output_size), or
+pooling's ceil_mode rounding (minicnn.shapes.pool_output_size).
 Only forward passes live here: the backward passes are checked against central
 differences of these forwards (mc.gradcheck).
 """
@@ -21,7 +23,7 @@ import math
 
 import numpy as np
 
-from .shapes import output_size
+from .shapes import output_size, pool_output_size
 
 
 def _pair(value):
@@ -82,55 +84,98 @@ def linear(x, weight, bias=None):
 
 
 # --------------------------------------------------------------------------- pooling
-def _window(oy, ox, size, kernel, stride, padding):
-    """The rows and columns of input window (oy, ox), clipped to the image (padding dropped)."""
-    (height, width), (kh, kw), (sh, sw), (ph, pw) = size, kernel, stride, padding
-    top, left = oy * sh - ph, ox * sw - pw
-    return slice(max(top, 0), min(top + kh, height)), slice(max(left, 0), min(left + kw, width))
+def _four(padding):
+    """An int, an (h, w) pair or a (top, bottom, left, right) tuple, as (top, bottom, left, right)."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return tuple(int(p) for p in padding)
+    ph, pw = _pair(padding)
+    return ph, ph, pw, pw
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """y[n, c, oy, ox] = max over i, j of x[n, c, oy*sh + i - ph, ox*sw + j - pw].
-
-    Padding never wins (it counts as -inf), so the max is over the window's part
-    inside the image. Four loops: one per output index; the window is a slice.
-    (The gradient goes to the window's maximum, to the first in row-major order
-    when several tie.)
-    """
+def _pool_windows(size, kernel_size, stride, padding, ceil_mode):
+    """The pooling windows over an image of ``size`` (H, W): kernel, (top, bottom, left, right),
+    the output size (minicnn.shapes.pool_output_size: floor, or with ceil_mode PyTorch's ceiling),
+    and window(oy, ox): the rows and columns it covers, in image coordinates (negative, or from
+    H and W on, inside the padding)."""
     kernel = _pair(kernel_size)
     stride = kernel if stride is None else _pair(stride)
-    padding = _pair(padding)
+    top, bottom, left, right = padding = _four(padding)
+    oh = pool_output_size(size[0], kernel[0], stride[0], top, bottom, ceil_mode)
+    ow = pool_output_size(size[1], kernel[1], stride[1], left, right, ceil_mode)
+
+    def window(oy, ox):
+        return (range(oy * stride[0] - top, oy * stride[0] - top + kernel[0]),
+                range(ox * stride[1] - left, ox * stride[1] - left + kernel[1]))
+    return kernel, padding, (oh, ow), window
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
+    """y[n, c, oy, ox] = max over i, j of x[n, c, oy*sh + i - top, ox*sw + j - left].
+
+    Padding never wins (it counts as -inf), so the max is over the window's pixels
+    inside the image. Four loops over the outputs, two over the window. With
+    return_indices, also the flat index r*W + q of each window's maximum, the first
+    in row-major order when several tie (where the gradient goes).
+    """
     n_images, channels, height, width = x.shape
-    oh, ow = output_size(height, kernel[0], stride[0], padding[0]), output_size(width, kernel[1], stride[1], padding[1])
+    _, _, (oh, ow), window = _pool_windows((height, width), kernel_size, stride, padding, ceil_mode)
+    y, indices = np.zeros((n_images, channels, oh, ow)), np.zeros((n_images, channels, oh, ow), np.int64)
+    for n in range(n_images):
+        for c in range(channels):
+            for oy in range(oh):
+                for ox in range(ow):
+                    rows, cols = window(oy, ox)
+                    best = -math.inf
+                    for r in rows:
+                        for q in cols:
+                            if 0 <= r < height and 0 <= q < width and x[n, c, r, q] > best:
+                                best, indices[n, c, oy, ox] = float(x[n, c, r, q]), r * width + q
+                    y[n, c, oy, ox] = best
+    return (y, indices) if return_indices else y
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """y[n, c, oy, ox] = (1 / divisor) sum over i, j of x[n, c, oy*sh + i - top, ox*sw + j - left],
+
+    zero outside the image. count_include_pad=True (PyTorch's default): the divisor counts
+    the window's positions inside the padded input, kH*kW except where a ceil_mode window
+    reaches past the padding; False: it counts only the window's pixels of the image.
+    Four loops over the outputs, two over the window.
+    """
+    n_images, channels, height, width = x.shape
+    _, (top, bottom, left, right), (oh, ow), window = _pool_windows((height, width), kernel_size, stride, padding,
+                                                                    ceil_mode)
     y = np.zeros((n_images, channels, oh, ow))
     for n in range(n_images):
         for c in range(channels):
             for oy in range(oh):
                 for ox in range(ow):
-                    rows, cols = _window(oy, ox, (height, width), kernel, stride, padding)
-                    y[n, c, oy, ox] = x[n, c, rows, cols].max()
+                    rows, cols = window(oy, ox)
+                    total, divisor = 0.0, 0
+                    for r in rows:
+                        for q in cols:
+                            in_image = 0 <= r < height and 0 <= q < width
+                            in_padding = -top <= r < height + bottom and -left <= q < width + right
+                            if in_image:
+                                total += float(x[n, c, r, q])
+                            if in_image or (count_include_pad and in_padding):
+                                divisor += 1
+                    y[n, c, oy, ox] = total / divisor
     return y
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """y[n, c, oy, ox] = (1 / (kH kW)) sum over i, j of x[n, c, oy*sh + i - ph, ox*sw + j - pw].
-
-    Zero padding is counted: the divisor is always kH*kW (PyTorch's default).
-    Four loops: one per output index; the window is a slice.
-    """
-    kernel = _pair(kernel_size)
-    stride = kernel if stride is None else _pair(stride)
-    padding = _pair(padding)
-    n_images, channels, height, width = x.shape
-    oh, ow = output_size(height, kernel[0], stride[0], padding[0]), output_size(width, kernel[1], stride[1], padding[1])
-    y = np.zeros((n_images, channels, oh, ow))
+def max_unpool2d(x, indices, output_size):
+    """y: (N, C, H, W) of zeros, with y[n, c] at flat position indices[n, c, i, j] = x[n, c, i, j]
+    (max pooling's return_indices): each maximum goes back where it came from."""
+    n_images, channels = x.shape[:2]
+    height, width = output_size
+    y = np.zeros((n_images, channels, height * width))
     for n in range(n_images):
         for c in range(channels):
-            for oy in range(oh):
-                for ox in range(ow):
-                    rows, cols = _window(oy, ox, (height, width), kernel, stride, padding)
-                    y[n, c, oy, ox] = x[n, c, rows, cols].astype(np.float64).sum() / (kernel[0] * kernel[1])
-    return y
+            for i in range(x.shape[2]):
+                for j in range(x.shape[3]):
+                    y[n, c, indices[n, c, i, j]] = x[n, c, i, j]
+    return y.reshape(n_images, channels, height, width)
 
 
 def global_avg_pool2d(x):
@@ -163,6 +208,51 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
                     total = sum(float(x[n, j, h, w]) ** 2 for j in range(max(0, c - half), min(channels, c + half + 1)))
                     y[n, c, h, w] = float(x[n, c, h, w]) / (k + alpha * total) ** beta
     return y
+
+
+# --------------------------------------------------------------------------- batch normalization
+def batch_norm(x, weight=None, bias=None, mean=None, var=None, eps=1e-5):
+    """y[n, c, ...] = (x[n, c, ...] - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]
+
+    for x: (N, C) or (N, C, ...). Without mean and var (training) they are the batch's:
+    mean[c] = the average of the M values of channel c (N times the positions), var[c] =
+    the average of their squared deviations from it (divided by M, not M - 1).
+    """
+    n_images, channels = x.shape[:2]
+    planes = np.asarray(x, dtype=np.float64).reshape(n_images, channels, -1)      # (N, C, positions)
+    y = np.zeros(planes.shape)
+    for c in range(channels):
+        values = [planes[n, c, p] for n in range(n_images) for p in range(planes.shape[2])]
+        if mean is None:
+            m = sum(values) / len(values)
+            v = sum((value - m) ** 2 for value in values) / len(values)
+        else:
+            m, v = float(mean[c]), float(var[c])
+        w = 1.0 if weight is None else float(weight[c])
+        b = 0.0 if bias is None else float(bias[c])
+        for n in range(n_images):
+            for p in range(planes.shape[2]):
+                y[n, c, p] = (planes[n, c, p] - m) / math.sqrt(v + eps) * w + b
+    return y.reshape(x.shape)
+
+
+def running_statistics(batches, momentum=0.1):
+    """The running mean and variance a BatchNorm layer holds after training on ``batches`` (a
+    list of (N, C, ...) arrays), starting from 0 and 1: after each batch
+    running = (1 - momentum) * running + momentum * the batch's statistic, the batch's
+    variance unbiased (divided by M - 1); momentum=None averages all batches so far equally."""
+    channels = batches[0].shape[1]
+    mean, var = [0.0] * channels, [1.0] * channels
+    for seen, x in enumerate(batches, start=1):
+        factor = 1.0 / seen if momentum is None else momentum
+        planes = np.asarray(x, dtype=np.float64).reshape(x.shape[0], channels, -1)
+        for c in range(channels):
+            values = list(planes[:, c, :].reshape(-1))
+            m = sum(values) / len(values)
+            unbiased = sum((value - m) ** 2 for value in values) / (len(values) - 1)
+            mean[c] = (1 - factor) * mean[c] + factor * m
+            var[c] = (1 - factor) * var[c] + factor * unbiased
+    return np.array(mean), np.array(var)
 
 
 # --------------------------------------------------------------------------- activations
@@ -227,6 +317,18 @@ def dropout(x, p, seed):
     return y
 
 
+def dropout2d(x, p, seed):
+    """Channel dropout of x: (N, C, H, W): plane (n, c) is kept, scaled by 1 / (1 - p), when
+    dropout_keep(seed, n*C + c, p) (one draw per plane, dropout's hash), zeroed otherwise."""
+    n_images, channels = x.shape[:2]
+    y = np.zeros(x.shape)
+    for n in range(n_images):
+        for c in range(channels):
+            if dropout_keep(seed, n * channels + c, p):
+                y[n, c] = np.asarray(x[n, c], dtype=np.float64) / (1 - p)
+    return y
+
+
 # --------------------------------------------------------------------------- softmax and the losses
 def _rows(z, axis):
     """z with ``axis`` moved last, as float64, and a function that moves it back."""
@@ -261,12 +363,67 @@ def log_softmax(z, axis=-1):
     return back(y)
 
 
-def cross_entropy(logits, labels):
-    """loss = (1/N) sum over n of -log softmax(z[n])[labels[n]]
-            = (1/N) sum over n of (m_n + log sum_j exp(z[n, j] - m_n) - z[n, labels[n]]), m_n = max_j z[n, j]."""
-    log_probs = log_softmax(logits, axis=1)
-    n_rows = log_probs.shape[0]
-    return sum(-log_probs[n, labels[n]] for n in range(n_rows)) / n_rows
+def _samples(scores, labels):
+    """Each sample of (N, C) or (N, C, d1, ...) scores: (its C scores, its label), an image's, or
+    one position's of one image."""
+    n_images, classes = scores.shape[:2]
+    flat = np.asarray(scores, dtype=np.float64).reshape(n_images, classes, -1)
+    flat_labels = np.asarray(labels).reshape(n_images, -1)
+    return [(flat[n, :, d], int(flat_labels[n, d])) for n in range(n_images) for d in range(flat.shape[2])]
+
+
+def _reduce(losses, counts, reduction, labels_shape):
+    """The samples' losses as the loss reports them: "none" each, "sum" their sum, "mean" their sum
+    over the sum of ``counts`` (how much each sample counts)."""
+    if reduction == "none":
+        return np.array(losses).reshape(labels_shape)
+    if reduction == "sum":
+        return sum(losses)
+    return sum(losses) / sum(counts)
+
+
+def cross_entropy(logits, labels, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Sample i (an image of (N, C) logits, or a position of (N, C, d1, ...) ones) with label y costs,
+    with q = log_softmax of its C scores, w = weight (all 1 without it) and s = label_smoothing,
+
+        (1 - s) * w[y] * (-q[y]) + (s / C) * sum over c of w[c] * (-q[c])
+
+    and 0 when y == ignore_index. "mean" (the default) divides the sum by the sum of w[y] over
+    the samples not ignored: with no options, (1/N) sum over n of -log softmax(z[n])[labels[n]].
+    """
+    losses, counts = [], []
+    for z, y in _samples(logits, labels):
+        classes = len(z)
+        w = np.ones(classes) if weight is None else np.asarray(weight, dtype=np.float64)
+        if y == ignore_index:
+            losses.append(0.0)
+            counts.append(0.0)
+            continue
+        m = max(z)
+        q = [zc - m - math.log(sum(math.exp(zk - m) for zk in z)) for zc in z]
+        spread = sum(w[c] * -q[c] for c in range(classes)) / classes
+        losses.append((1 - label_smoothing) * w[y] * -q[y] + label_smoothing * spread)
+        counts.append(w[y])
+    return _reduce(losses, counts, reduction, np.shape(labels))
+
+
+def nll_loss(log_probs, labels, weight=None, ignore_index=-100, reduction="mean"):
+    """Sample i with label y costs -weight[y] * log_probs_i[y] (0 when y == ignore_index); "mean"
+    divides the sum by the sum of weight[y] over the samples not ignored."""
+    losses, counts = [], []
+    for q, y in _samples(log_probs, labels):
+        w = 0.0 if y == ignore_index else (1.0 if weight is None else float(weight[y]))
+        losses.append(0.0 if y == ignore_index else -w * q[y])
+        counts.append(w)
+    return _reduce(losses, counts, reduction, np.shape(labels))
+
+
+def mse_loss(x, target, reduction="mean"):
+    """(x - target)^2 per element; "mean" averages them, "sum" adds them up, "none" keeps them."""
+    errors = [(float(a) - float(b)) ** 2 for a, b in zip(np.ravel(x), np.ravel(target))]
+    if reduction == "none":
+        return np.array(errors).reshape(np.shape(x))
+    return sum(errors) if reduction == "sum" else sum(errors) / len(errors)
 
 
 def _log_sigmoid(v):

@@ -126,7 +126,8 @@ def _detect_architecture(state, label):
     fits = [arch for arch, names in TORCHVISION_NAMES.items() if layers <= set(names)]
     if not fits:
         known = ", ".join(TORCHVISION_NAMES)
-        closest = min(TORCHVISION_NAMES, key=lambda a: len(layers - set(TORCHVISION_NAMES[a])))
+        # the architecture whose layers differ least from the file's, counting both ways
+        closest = min(TORCHVISION_NAMES, key=lambda a: len(layers ^ set(TORCHVISION_NAMES[a])))
         strays = sorted(layers - set(TORCHVISION_NAMES[closest]))
         raise ValueError(f"{label} has torchvision's names but fits none of the architectures minicnn can map "
                          f"({known}): closest is {closest}, which has no layer {strays}")

@@ -68,13 +68,29 @@ def test_small_network_step_matches_reference(kernel_backend, dtype):
         np.testing.assert_allclose(a, b, **tol)
 
 
+def _normalization_and_losses_step(backend, dtype):
+    """BatchNorm in training and in eval, nll_loss (cross_entropy with class weights) and mse_loss,
+    forward and backward: the kernels the small network does not use."""
+    rng = np.random.default_rng(4)
+    x = backend.tensor(randn(rng, (4, 3, 5, 5), dtype), True)
+    layer = mc.nn.BatchNorm2d(3).to(dtype).to(backend.device)
+    h = layer(x)
+    h = layer.eval()(h)
+    logits = h.mean(axis=(2, 3))
+    loss = F.cross_entropy(logits, np.array([0, 2, 1, 1]), weight=np.array([1.0, 2.0, 0.5]))
+    loss = loss + F.mse_loss(logits, np.zeros((4, 3), dtype))
+    loss.backward()
+
+
 def test_the_fake_rawkernel_backend_launches_every_kernel(monkeypatch):
-    """The small network and the two optimizers use every kernel of csrc/, so the cases above run
-    each kernel's launch (argument types included) through the RawKernel loader's Python side."""
+    """The small network, a BatchNorm and loss step and the two optimizers use every kernel of csrc/,
+    so the cases above run each kernel's launch (argument types included) through the RawKernel
+    loader's Python side."""
     from minicnn.backends.cuda import kernel_names
     FakeRawModule.launched.clear()
     with backend_selected("fake-rawkernel", monkeypatch) as fake:
         _small_net_step(fake, np.float32)
+        _normalization_and_losses_step(fake, np.float32)
         p = mc.Parameter(fake.array(np.ones(3, np.float32)))
         for optimizer in (mc.optim.SGD([p], lr=0.1, momentum=0.9), mc.optim.Adam([p])):
             p.grad = fake.array(np.ones(3, np.float32))

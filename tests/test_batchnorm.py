@@ -1,8 +1,8 @@
 """Batch normalization: F.batch_norm and nn.BatchNorm1d / BatchNorm2d.
 
-- functional, every backend: forward against naive_layers.batch_norm (training: batch
+- functional, every backend: forward against naive.batch_norm (training: batch
   statistics; eval: running ones), backward by mc.gradcheck in float64, shapes drawn by
-  hypothesis; the running statistics against naive_layers.running_statistics;
+  hypothesis; the running statistics against naive.running_statistics;
 - backend: each kernel backend's batch_norm methods against the ReferenceBackend;
 - the layers: buffers named as PyTorch's, in state_dict and checkpoints, modes, bad input;
 - PyTorch: a few training steps and eval of torch.nn.BatchNorm1d/2d, where torch is installed.
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn import backends, naive_layers, nn
+from minicnn import backends, naive, nn
 
 from fixtures import TOL, randn
 
@@ -35,7 +35,7 @@ def test_batch_norm_training_forward_and_backward(backend, shape, seed):
     x = rng.standard_normal(shape) * 3 + 1
     weight, bias, _, _ = _channel_vectors(rng, shape[1])
     y = F.batch_norm(backend.tensor(x), None, None, backend.tensor(weight), backend.tensor(bias), training=True)
-    backend.assert_close(y.data, naive_layers.batch_norm(x, weight, bias), rtol=1e-10, atol=1e-12)
+    backend.assert_close(y.data, naive.batch_norm(x, weight, bias), rtol=1e-10, atol=1e-12)
     assert mc.gradcheck(lambda t, w, b: F.batch_norm(t, None, None, w, b, training=True),
                         [backend.tensor(x, True), backend.tensor(weight, True), backend.tensor(bias, True)])
 
@@ -47,7 +47,7 @@ def test_batch_norm_eval_forward_and_backward(backend, shape, seed):
     weight, bias, mean, var = _channel_vectors(rng, shape[1])
     rm, rv = backend.tensor(mean), backend.tensor(var)
     y = F.batch_norm(backend.tensor(x), rm, rv, backend.tensor(weight), backend.tensor(bias), training=False)
-    backend.assert_close(y.data, naive_layers.batch_norm(x, weight, bias, mean, var), rtol=1e-10, atol=1e-12)
+    backend.assert_close(y.data, naive.batch_norm(x, weight, bias, mean, var), rtol=1e-10, atol=1e-12)
     assert mc.gradcheck(lambda t, w, b: F.batch_norm(t, rm, rv, w, b, training=False),
                         [backend.tensor(x, True), backend.tensor(weight, True), backend.tensor(bias, True)])
     backend.assert_equal(rm.data, mean)                     # eval never changes the running statistics
@@ -56,7 +56,7 @@ def test_batch_norm_eval_forward_and_backward(backend, shape, seed):
 def test_batch_norm_without_affine_parameters(backend):
     x = np.random.default_rng(0).standard_normal((4, 3, 2, 2))
     y = F.batch_norm(backend.tensor(x), None, None, training=True, eps=1e-3)
-    backend.assert_close(y.data, naive_layers.batch_norm(x, eps=1e-3), rtol=1e-10, atol=1e-12)
+    backend.assert_close(y.data, naive.batch_norm(x, eps=1e-3), rtol=1e-10, atol=1e-12)
     assert mc.gradcheck(lambda t: F.batch_norm(t, None, None, training=True), [backend.tensor(x, True)])
 
 
@@ -67,13 +67,13 @@ def test_running_statistics_follow_the_batches(backend, momentum):
     layer = nn.BatchNorm2d(3, momentum=momentum).double().to(backend.device)
     for x in batches:
         layer(backend.tensor(x))
-    mean, var = naive_layers.running_statistics(batches, momentum)
+    mean, var = naive.running_statistics(batches, momentum)
     backend.assert_close(layer.running_mean.data, mean, rtol=1e-12, atol=1e-12)
     backend.assert_close(layer.running_var.data, var, rtol=1e-12, atol=1e-12)
     assert int(layer.num_batches_tracked.numpy()) == 3
     layer.eval()                                          # eval normalises with what training gathered
     x = batches[0]
-    backend.assert_close(layer(backend.tensor(x)).data, naive_layers.batch_norm(x, mean=mean, var=var),
+    backend.assert_close(layer(backend.tensor(x)).data, naive.batch_norm(x, mean=mean, var=var),
                          rtol=1e-10, atol=1e-12)
 
 
@@ -82,7 +82,7 @@ def test_float32_statistics_of_a_channel_far_from_zero(backend):
     rng = np.random.default_rng(2)
     x = (rng.standard_normal((16, 2, 8, 8)) + 1000.0).astype(np.float32)
     y = F.batch_norm(backend.tensor(x), None, None, training=True)
-    expected = naive_layers.batch_norm(x.astype(np.float64))
+    expected = naive.batch_norm(x.astype(np.float64))
     backend.assert_close(y.data, expected, rtol=0, atol=2e-3)
 
 
@@ -131,7 +131,7 @@ def test_options_affine_and_track_running_stats():
     assert layer.parameters() == [] and list(layer.state_dict()) == []
     x = np.random.default_rng(0).standard_normal((6, 4))
     layer.eval()                            # no running statistics: the batch's, even in eval
-    np.testing.assert_allclose(layer(mc.Tensor(x)).numpy(), naive_layers.batch_norm(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer(mc.Tensor(x)).numpy(), naive.batch_norm(x), rtol=1e-10, atol=1e-12)
     assert "affine=False" in repr(layer)
 
 
@@ -140,7 +140,7 @@ def test_batchnorm1d_takes_2d_and_3d_inputs():
     layer = nn.BatchNorm1d(3).double()
     for shape in ((5, 3), (2, 3, 4)):
         x = rng.standard_normal(shape)
-        np.testing.assert_allclose(layer(mc.Tensor(x)).numpy(), naive_layers.batch_norm(x), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer(mc.Tensor(x)).numpy(), naive.batch_norm(x), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("call, error, message", [

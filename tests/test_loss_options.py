@@ -1,7 +1,7 @@
 """Losses with PyTorch's options: cross_entropy (weight, ignore_index, reduction, label_smoothing,
 (N, C, d1, ...) inputs), nll_loss, mse_loss, and their layers.
 
-- functional, every backend: against naive_layers' loops, backward by mc.gradcheck in float64,
+- functional, every backend: against naive' loops, backward by mc.gradcheck in float64,
   cases drawn by hypothesis;
 - backend: each kernel backend's nll_loss and squared_error methods against the ReferenceBackend;
 - PyTorch: torch.nn.functional's losses over the options, where torch is installed.
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn import backends, naive_layers, nn
+from minicnn import backends, naive, nn
 
 from fixtures import TOL, randn
 
@@ -50,7 +50,7 @@ def test_cross_entropy_options(backend, case):
         return                                           # 0/0: tested on its own below
     options = {k: case[k] for k in ("weight", "ignore_index", "reduction", "label_smoothing")}
     loss = F.cross_entropy(backend.tensor(case["scores"]), case["labels"], **options)
-    backend.assert_close(loss.data, naive_layers.cross_entropy(case["scores"], case["labels"], **options),
+    backend.assert_close(loss.data, naive.cross_entropy(case["scores"], case["labels"], **options),
                          rtol=1e-10, atol=1e-12)
     assert mc.gradcheck(lambda z: F.cross_entropy(z, case["labels"], **options), [backend.tensor(case["scores"], True)])
 
@@ -62,7 +62,7 @@ def test_nll_loss_options(backend, case):
     options = {k: case[k] for k in ("weight", "ignore_index", "reduction")}
     log_probs = case["scores"]                  # nll_loss takes any scores: it only picks and weighs them
     loss = F.nll_loss(backend.tensor(log_probs), case["labels"], **options)
-    backend.assert_close(loss.data, naive_layers.nll_loss(log_probs, case["labels"], **options), rtol=1e-12, atol=1e-12)
+    backend.assert_close(loss.data, naive.nll_loss(log_probs, case["labels"], **options), rtol=1e-12, atol=1e-12)
     assert mc.gradcheck(lambda q: F.nll_loss(q, case["labels"], **options), [backend.tensor(log_probs, True)])
 
 
@@ -72,9 +72,9 @@ def test_mse_loss(backend, shape, reduction, seed):
     rng = np.random.default_rng(seed)
     x, t = rng.standard_normal(shape), rng.standard_normal(shape)
     loss = F.mse_loss(backend.tensor(x), backend.tensor(t), reduction)
-    backend.assert_close(loss.data, naive_layers.mse_loss(x, t, reduction), rtol=1e-12, atol=1e-12)
+    backend.assert_close(loss.data, naive.mse_loss(x, t, reduction), rtol=1e-12, atol=1e-12)
     assert mc.gradcheck(lambda a, b: F.mse_loss(a, b, reduction), [backend.tensor(x, True), backend.tensor(t, True)])
-    backend.assert_close(F.mse_loss(backend.tensor(x), t).data, naive_layers.mse_loss(x, t), rtol=1e-12)   # array target
+    backend.assert_close(F.mse_loss(backend.tensor(x), t).data, naive.mse_loss(x, t), rtol=1e-12)   # array target
 
 
 def test_the_fused_path_and_the_general_path_agree(backend):
@@ -127,9 +127,9 @@ def test_loss_layers():
     z, labels, w = rng.standard_normal((4, 3, 2)), rng.integers(0, 3, (4, 2)), rng.random(3) + 0.5
     layer = nn.CrossEntropyLoss(weight=w, ignore_index=0, reduction="sum", label_smoothing=0.1)
     np.testing.assert_allclose(layer(mc.Tensor(z), labels).numpy(),
-                               naive_layers.cross_entropy(z, labels, w, 0, "sum", 0.1), rtol=1e-12)
+                               naive.cross_entropy(z, labels, w, 0, "sum", 0.1), rtol=1e-12)
     np.testing.assert_allclose(nn.NLLLoss(weight=w)(mc.Tensor(z), labels).numpy(),
-                               naive_layers.nll_loss(z, labels, w), rtol=1e-12)
+                               naive.nll_loss(z, labels, w), rtol=1e-12)
     np.testing.assert_allclose(nn.MSELoss("sum")(mc.Tensor(z), z * 2).numpy(), (z ** 2).sum(), rtol=1e-12)
 
 

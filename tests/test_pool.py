@@ -130,12 +130,14 @@ def test_avg_pool_kernels(case):
     x = randn(rng, case["shape"], dtype)
     geo = geometry(case)
     oh, ow = geo[-2:]
+    # the padding at the bottom and right (the same as at the top and left here) and count_include_pad
+    divisor_args = (case["padding"][0], case["padding"][1], 1)
     y = np.empty(case["shape"][:2] + (oh, ow), dtype=dtype)
-    host_kernel("avg_pool_forward", dtype)(y.size, x, y, *geo)
+    host_kernel("avg_pool_forward", dtype)(y.size, x, y, *geo, *divisor_args)
     np.testing.assert_allclose(y, R.avg_pool2d_forward(x, case["kernel"], case["stride"], case["padding"]),
                                **TOL[dtype])
     dy = randn(rng, y.shape, dtype)
     dx = np.empty_like(x)
-    host_kernel("avg_pool_backward", dtype)(dx.size, dy, dx, *geo)
+    host_kernel("avg_pool_backward", dtype)(dx.size, dy, dx, *geo, *divisor_args)
     np.testing.assert_allclose(
         dx, R.avg_pool2d_backward(dy, case["shape"], case["kernel"], case["stride"], case["padding"]), **TOL[dtype])

@@ -2,7 +2,7 @@
 to the kernel where the result is defined, count_include_pad, return_indices, max_unpool2d;
 adaptive_avg_pool2d and dropout2d.
 
-- functional, every backend: against naive_layers' loops (max pooling on tie-free inputs),
+- functional, every backend: against naive' loops (max pooling on tie-free inputs),
   backward by mc.gradcheck in float64, windows drawn by hypothesis;
 - backend: each kernel backend's pooling methods against the ReferenceBackend;
 - shapes: pool_output_size and same_padding against PyTorch's rules;
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn import backends, naive_layers, nn, random as mc_random
+from minicnn import backends, naive, nn, random as mc_random
 from minicnn.shapes import pool_output_size, same_padding
 
 from fixtures import MANY_EXAMPLES, TOL, randn, tie_free
@@ -45,7 +45,7 @@ def test_max_pool2d_options(backend, case):
     k, s, p, ceil = case["kernel"], case["stride"], case["padding"], case["ceil_mode"]
     x = tie_free(np.random.default_rng(case["seed"]), case["shape"])
     y, indices = F.max_pool2d(backend.tensor(x), k, s, p, ceil_mode=ceil, return_indices=True)
-    y_ref, indices_ref = naive_layers.max_pool2d(x, k, s, p, ceil)
+    y_ref, indices_ref = naive.max_pool2d(x, k, s, p, ceil, return_indices=True)
     backend.assert_equal(y.data, y_ref)
     backend.assert_equal(indices.data, indices_ref)
     assert indices.dtype == np.int64 and not indices.requires_grad
@@ -61,7 +61,7 @@ def test_avg_pool2d_options(backend, case, count_include_pad):
     if x.shape[2] + p[0] + p[1] < k[0] or x.shape[3] + p[2] + p[3] < k[1]:
         return
     y = F.avg_pool2d(backend.tensor(x), k, s, p, ceil_mode=ceil, count_include_pad=count_include_pad)
-    backend.assert_close(y.data, naive_layers.avg_pool2d(x, k, s, p, ceil, count_include_pad), rtol=1e-12, atol=1e-12)
+    backend.assert_close(y.data, naive.avg_pool2d(x, k, s, p, ceil, count_include_pad), rtol=1e-12, atol=1e-12)
     assert mc.gradcheck(lambda t: F.avg_pool2d(t, k, s, p, ceil_mode=ceil, count_include_pad=count_include_pad),
                         [backend.tensor(x, True)])
 
@@ -76,9 +76,9 @@ def test_same_padding_keeps_ceil_of_size_over_stride(backend, size, kernel, stri
     y = F.max_pool2d(backend.tensor(x), kernel, stride, padding="same")
     assert y.shape == (1, 2, expected_out, -(-(size + 1) // stride))
     pads = expected_pads + same_padding(size + 1, kernel, stride)
-    backend.assert_equal(y.data, naive_layers.max_pool2d(x, (kernel, kernel), (stride, stride), pads)[0])
+    backend.assert_equal(y.data, naive.max_pool2d(x, kernel, stride, pads))
     z = F.avg_pool2d(backend.tensor(x), kernel, stride, padding="same", count_include_pad=False)
-    backend.assert_close(z.data, naive_layers.avg_pool2d(x, (kernel, kernel), (stride, stride), pads, False, False),
+    backend.assert_close(z.data, naive.avg_pool2d(x, kernel, stride, pads, count_include_pad=False),
                          rtol=1e-12, atol=1e-12)
 
 
@@ -92,7 +92,7 @@ def test_max_unpool2d_inverts_max_pool2d(backend):
     x = tie_free(np.random.default_rng(2), (2, 3, 6, 5))
     y, indices = F.max_pool2d(backend.tensor(x), 2, 2, return_indices=True)
     up = F.max_unpool2d(y, indices, 2, 2, output_size=(6, 5))
-    backend.assert_equal(up.data, naive_layers.max_unpool2d(backend.numpy(y.data), backend.numpy(indices.data), (6, 5)))
+    backend.assert_equal(up.data, naive.max_unpool2d(backend.numpy(y.data), backend.numpy(indices.data), (6, 5)))
     y4, indices4 = F.max_pool2d(backend.tensor(x[..., :4]), 2, return_indices=True)
     assert F.max_unpool2d(y4, indices4, 2).shape == (2, 3, 6, 4)        # PyTorch's default size (floor mode)
     assert mc.gradcheck(lambda t: F.max_unpool2d(t, indices, 2, 2, output_size=(6, 5)), [backend.tensor(y.numpy(), True)])
@@ -122,6 +122,7 @@ def test_dropout2d_drops_whole_channels_with_the_dropout_hash(backend):
     keep = mc_random.dropout_mask((3, 8), threshold, 99)                      # one draw per (n, c)
     expected = np.where(keep[:, :, None, None], x * scale, 0.0)
     backend.assert_close(y.data, expected, rtol=1e-15)
+    backend.assert_close(y.data, naive.dropout2d(x, 0.4, 99), rtol=1e-15)
     assert 0 < keep.sum() < keep.size
     assert mc.gradcheck(lambda t: F.dropout2d(t, p=0.4, seed=99), [backend.tensor(x, True)])
     layer = nn.Dropout2d(0.4).eval()
