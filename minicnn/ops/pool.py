@@ -11,7 +11,7 @@ import numpy as np
 from .. import backends
 from .. import device as _device
 from ..autograd import Function
-from ..shapes import pool_output_shape, resolve_padding
+from ..shapes import resolve_padding
 from ..tensor import Tensor
 from . import checks
 
