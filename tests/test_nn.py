@@ -115,7 +115,8 @@ def test_small_layers():
 
 @pytest.mark.parametrize("build, error, message", [
     (lambda: nn.Conv2d(3, 4, 3.0), TypeError, r"Conv2d: kernel_size must be an int or a pair of ints, got 3.0"),
-    (lambda: nn.Conv2d(3, 4, 3, padding="bogus"), TypeError, r"Conv2d: padding must be an int or a pair"),
+    (lambda: nn.Conv2d(3, 4, 3, padding="bogus"), ValueError, r"Conv2d: padding must be an int, a pair, .*'bogus'"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=[1.5, 1]), TypeError, r"Conv2d: padding must be an int, a pair"),
     (lambda: nn.Conv2d(3, 4, 3, stride=0), ValueError, r"Conv2d: stride must be >= 1"),
     (lambda: nn.Conv2d(3.0, 4, 3), ValueError, r"Conv2d: in_channels must be a positive int"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, r"MaxPool2d: padding .*\(2, 2, 2, 2\) must be smaller than the kernel"),

@@ -26,7 +26,8 @@ def _uniform(shape, bound):
 
 class Conv2d(Module):
     """2-D convolution. weight: (out, in/groups, kH, kW), PyTorch's layout and default
-    initialisation (uniform in +-1/sqrt(fan_in)); AlexNet re-initialises as the paper did."""
+    initialisation (uniform in +-1/sqrt(fan_in)); AlexNet re-initialises as the paper did.
+    padding: an int, (h, w), (top, bottom, left, right), "same" (stride 1) or "valid"."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True):
         super().__init__()

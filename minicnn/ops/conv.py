@@ -9,15 +9,31 @@ import numpy as np
 
 from .. import backends
 from ..autograd import Function
+from ..shapes import resolve_padding
 from . import checks
 
 
 def conv_hyperparameters(op, stride, padding, groups):
-    """stride and padding as (h, w) pairs, groups as an int, each checked; shared with nn.Conv2d."""
-    stride, padding = checks.pair(op, "stride", stride, 1), checks.pair(op, "padding", padding, 0)
+    """stride as an (h, w) pair, padding as (top, bottom, left, right) or "same"/"valid", groups
+    as an int, each checked; shared with nn.Conv2d."""
+    stride, padding = checks.pair(op, "stride", stride, 1), checks.padding(op, padding)
+    if padding == "same" and stride != (1, 1):
+        raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride} (PyTorch refuses it too: "
+                         f"with a stride the output cannot keep the input's size); give the padding as numbers")
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     return stride, padding, int(groups)
+
+
+def symmetric_padding(op, pads):
+    """(top, bottom, left, right) as the (h, w) pair the convolution backends take today, or a clear error."""
+    top, bottom, left, right = pads
+    if top != bottom or left != right:
+        raise ValueError(f"{op}: padding (top, bottom, left, right) = {pads} is not the same on both sides of "
+                         f"each axis, and conv2d needs asymmetric padding for that, which it does not support "
+                         f"yet (padding='same' with an even kernel pads one more at the end); pad the input "
+                         f"first, or use an odd kernel")
+    return top, left
 
 
 class Conv2d(Function):
@@ -41,8 +57,9 @@ class Conv2d(Function):
                              f"({in_per_group} per group x {groups} groups), input has {x.shape[1]}")
         if bias is not None and bias.shape != (out_ch,):
             raise ValueError(f"{op}: bias must have shape ({out_ch},), got {bias.shape}")
-        checks.check_window(op, x, weight.shape[2:], padding)
-        return x, weight, bias, stride, padding, groups
+        pads = resolve_padding(padding, x.shape[2:], weight.shape[2:], stride)
+        checks.check_window(op, x, weight.shape[2:], pads)
+        return x, weight, bias, stride, symmetric_padding(op, pads), groups
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, groups):
@@ -63,8 +80,11 @@ class Conv2d(Function):
 def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D cross-correlation, NCHW. weight: (O, C/groups, kH, kW); bias: (O,).
 
-    Output size: floor((H + 2 padding - kH) / stride) + 1. With groups=2 the
-    channels split into two independent towers, as AlexNet's two GPUs.
+    padding: an int, an (h, w) pair, a (top, bottom, left, right) tuple, "valid" (none)
+    or "same" (stride 1 only: the output keeps the input's size; the padding is kH - 1
+    rows, the odd one at the bottom, as PyTorch). Output size:
+    floor((H + top + bottom - kH) / stride) + 1. With groups=2 the channels split into
+    two independent towers, as AlexNet's two GPUs.
     """
     return Conv2d.apply(x, weight, bias, stride, padding, groups)
 
