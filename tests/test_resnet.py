@@ -159,6 +159,25 @@ def test_kernels_backend_runs_resnet18_as_the_reference():
         assert_gradients_close(a, b)
 
 
+def test_resnet18_step_on_the_gpu_matches_the_cpu(gpu_backend):
+    """The whole training step (BatchNorm in training mode, the shortcut adds, max pooling with padding)
+    on each CUDA loader against the NumPy reference, in float64."""
+    mc.manual_seed(1)
+    model = mc.models.resnet18(num_classes=4).double()
+    x, labels = np.random.default_rng(1).standard_normal((2, 3, 32, 32)), np.array([1, 3])
+    start, results = model.state_dict(), []
+    for device in ("cpu", gpu_backend.device):
+        model.load_state_dict(start)            # the same running statistics before each step
+        model.to(device)
+        model.zero_grad()
+        loss = F.cross_entropy(model(mc.Tensor(x).to(device)), labels)
+        loss.backward()
+        results.append([loss.numpy()] + [gpu_backend.numpy(p.grad) for p in model.parameters()]
+                       + [gpu_backend.numpy(b.data) for b in model.buffers()])
+    for ours, ref in zip(*results[::-1]):
+        assert_gradients_close(ours, ref)
+
+
 # --------------------------------------------------------------------------- PyTorch
 def test_resnet18_torch_weights_give_torch_logits_in_eval_and_train_mode(tmp_path):
     torch = _torch()
