@@ -233,3 +233,21 @@ def test_fit_reads_the_device_once_per_read_every_batches(fake_gpu, monkeypatch)
     assert len(fake_gpu.transfers) == 3 * 3, "\n".join(fake_gpu.transfers)
     assert all("training.py" in t for t in fake_gpu.transfers)
     assert np.isfinite(history.train_loss[0]) and 0 <= history.train_top1[0] <= 1
+
+
+def test_a_resnet18_step_with_the_loss_options_copies_nothing_to_the_host(fake_gpu):
+    """BatchNorm in training (statistics, running averages), the shortcut adds, and cross_entropy
+    with class weights and label smoothing (log_softmax + nll_loss) queue everything on the GPU."""
+    mc.manual_seed(0)
+    model = mc.models.resnet18(num_classes=3).to("cuda").train()
+    optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(1)
+    x = mc.Tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32)).to("cuda")
+    logits = model(x)
+    loss = F.cross_entropy(logits, np.array([0, 2]), weight=np.array([1.0, 2.0, 0.5]), label_smoothing=0.1)
+    loss = loss + F.mse_loss(logits, np.zeros((2, 3), np.float32))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert fake_gpu.transfers == [], "a training step waited for the GPU:\n  " + "\n  ".join(fake_gpu.transfers)
+    assert isinstance(model.layer1[0].bn1.running_mean.data, DeviceArray)

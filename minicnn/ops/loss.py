@@ -121,9 +121,9 @@ def _check_labels(op, scores, labels, ignore_index=None):
     if host is not None and host.size and (host.min() < 0 or host.max() >= classes):
         counted = host if ignore_index is None else host[host != ignore_index]
         if counted.size and (counted.min() < 0 or counted.max() >= classes):
-            skip = "" if ignore_index is None else f" (or ignore_index={ignore_index}, which is skipped)"
-            raise ValueError(f"{op}: labels must be in [0, {classes - 1}]{skip}, got values from "
-                             f"{int(counted.min())} to {int(counted.max())}")
+            skip = "" if ignore_index is None else f" (a label equal to ignore_index={ignore_index} is skipped)"
+            raise ValueError(f"{op}: labels must be in [0, {classes - 1}], got values from "
+                             f"{int(counted.min())} to {int(counted.max())}{skip}")
     return _device.to_device(checked.astype(np.int64, copy=False), scores.device)
 
 
