@@ -155,3 +155,46 @@ def test_float32_denormals_flush_to_zero_on_the_gpu_only(be):
     be.sgd_update(on_gpu64, gpu(np.zeros(2)), None, 0.1, 0.0, 0.0, False)
     np.testing.assert_array_equal(cpu(on_gpu64), small)
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normalization_pooling_options_and_loss_kernels_equal_the_host_build_bit_for_bit(be, dtype):
+    """batch_norm.cuh (its sums in double, in the same order), average pooling's divisors (ceil_mode,
+    count_include_pad, (top, bottom, left, right) padding), nll_loss and squared_error: no exp/log/pow."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 5, 36)).astype(dtype) * 3 + 1
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    w, b = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    stats, stats_host = be.batch_norm_statistics(gpu(x)), HOST.batch_norm_statistics(x)
+    for ours, host, what in zip(stats, stats_host, ("mean", "var")):
+        same_bits(ours, host, f"batch_norm_statistics {what}")
+    mean, var = stats_host
+    same_bits(be.batch_norm_forward(gpu(x), gpu(mean), gpu(var), gpu(w), gpu(b), 1e-5),
+              HOST.batch_norm_forward(x, mean, var, w, b, 1e-5), "batch_norm_forward")
+    for batch_statistics in (True, False):
+        ours = be.batch_norm_backward(gpu(x), gpu(dy), gpu(mean), gpu(var), gpu(w), 1e-5, batch_statistics)
+        host = HOST.batch_norm_backward(x, dy, mean, var, w, 1e-5, batch_statistics)
+        for o, h, what in zip(ours, host, ("dx", "dweight", "dbias")):
+            same_bits(o, h, f"batch_norm_backward {what} (batch statistics: {batch_statistics})")
+    image = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    for padding, ceil_mode, count_include_pad in (((0, 2, 1, 0), True, True), ((1, 1, 1, 1), True, False),
+                                                  ((2, 0, 0, 1), False, True)):
+        pool = ((3, 3), (2, 2), padding)
+        y_host = HOST.avg_pool2d_forward(image, *pool, ceil_mode, count_include_pad)
+        same_bits(be.avg_pool2d_forward(gpu(image), *pool, ceil_mode, count_include_pad), y_host, "avg_pool_forward")
+        g = rng.standard_normal(y_host.shape).astype(dtype)
+        same_bits(be.avg_pool2d_backward(gpu(g), image.shape, *pool, count_include_pad),
+                  HOST.avg_pool2d_backward(g, image.shape, *pool, count_include_pad), "avg_pool_backward")
+    log_probs, weight = rng.standard_normal((3, 4, 5)).astype(dtype), rng.random(4).astype(dtype)
+    labels = rng.integers(0, 4, (3, 5))
+    labels[1, 2] = -100
+    for ours, host, what in zip(be.nll_loss_forward(gpu(log_probs), gpu(labels), gpu(weight), -100),
+                                HOST.nll_loss_forward(log_probs, labels, weight, -100), ("loss", "counted")):
+        same_bits(ours, host, f"nll_loss_forward {what}")
+    d = rng.standard_normal((3, 5)).astype(dtype)
+    same_bits(be.nll_loss_backward(gpu(labels), gpu(weight), -100, gpu(d), 4),
+              HOST.nll_loss_backward(labels, weight, -100, d, 4), "nll_loss_backward")
+    t = rng.standard_normal(x.shape).astype(dtype)
+    same_bits(be.squared_error_forward(gpu(x), gpu(t)), HOST.squared_error_forward(x, t), "squared_error_forward")
+    same_bits(be.squared_error_backward(gpu(x), gpu(t), gpu(dy)), HOST.squared_error_backward(x, t, dy),
+              "squared_error_backward")
