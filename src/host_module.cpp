@@ -135,9 +135,10 @@ MC_SIZES(max_pool_backward)(mc_index count, Size dy, Size argmax, Size dx, mc_in
     HOLDS(argmax, product({groups_of(count, product({H, W})), OH, OW}));
 }
 
-// y (N, C, OH, OW) has count entries; x the same planes, of H*W.
+// y (N, C, OH, OW) has count entries; x the same planes, of H*W (the padding at the bottom and
+// right and count_include_pad only change the divisors).
 MC_SIZES(avg_pool_forward)(mc_index count, Size x, Size y, mc_index H, mc_index W, mc_index, mc_index, mc_index,
-                           mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+                           mc_index, mc_index, mc_index, mc_index OH, mc_index OW, mc_index, mc_index, mc_index) {
     POSITIVE(count, OH); POSITIVE(count, OW);
     HOLDS(y, count);
     HOLDS(x, product({groups_of(count, product({OH, OW})), H, W}));
@@ -145,7 +146,8 @@ MC_SIZES(avg_pool_forward)(mc_index count, Size x, Size y, mc_index H, mc_index 
 
 // dx (N, C, H, W) has count entries; dy the same planes, of OH*OW.
 MC_SIZES(avg_pool_backward)(mc_index count, Size dy, Size dx, mc_index H, mc_index W, mc_index, mc_index,
-                            mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
+                            mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW, mc_index, mc_index,
+                            mc_index) {
     POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
     HOLDS(dx, count);
     HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
@@ -171,6 +173,74 @@ MC_SIZES(lrn_backward)(mc_index count, Size x, Size y, Size scale, Size dy, Size
     HOLDS(dx, count);
 }
 
+// The channels a per-element kernel over (N, C, L) reaches: those of its first count elements.
+inline mc_index channels_reached(mc_index count, mc_index C, mc_index L) {
+    mc_index rows = groups_of(count, L);
+    return rows < C ? rows : C;
+}
+
+// x (N, C, L) read whole; mean, var (C,): count = the channels, one thread each, so count <= C.
+MC_SIZES(batch_norm_statistics)(mc_index count, Size x, Size mean, Size var, mc_index N, mc_index C, mc_index L) {
+    POSITIVE(count, N); POSITIVE(count, L); AT_MOST(count, count, C);
+    HOLDS(x, product({N, C, L}));
+    HOLDS(mean, count);
+    HOLDS(var, count);
+}
+
+// x, y (N, C, L) have count entries; mean, var, weight, bias one per channel reached.
+MC_SIZES(batch_norm_forward)(mc_index count, Size x, Size mean, Size var, Size weight, Size bias, Size y, mc_index C,
+                             mc_index L, T) {
+    POSITIVE(count, C); POSITIVE(count, L);
+    mc_index channels = channels_reached(count, C, L);
+    HOLDS(x, count); HOLDS(y, count);
+    HOLDS(mean, channels); HOLDS(var, channels); HOLDS(weight, channels); HOLDS(bias, channels);
+}
+
+// x, dy (N, C, L) read whole; mean, var, dweight, dbias (C,): one thread per channel, count <= C.
+MC_SIZES(batch_norm_backward_reduce)(mc_index count, Size x, Size dy, Size mean, Size var, Size dweight, Size dbias,
+                                     mc_index N, mc_index C, mc_index L, T) {
+    POSITIVE(count, N); POSITIVE(count, L); AT_MOST(count, count, C);
+    HOLDS(x, product({N, C, L})); HOLDS(dy, product({N, C, L}));
+    HOLDS(mean, count); HOLDS(var, count); HOLDS(dweight, count); HOLDS(dbias, count);
+}
+
+// x, dy, dx (N, C, L) have count entries; the (C,) arrays one per channel reached; M divides.
+MC_SIZES(batch_norm_backward)(mc_index count, Size x, Size dy, Size mean, Size var, Size weight, Size dweight,
+                              Size dbias, Size dx, mc_index C, mc_index L, mc_index M, T, mc_index) {
+    POSITIVE(count, C); POSITIVE(count, L); POSITIVE(count, M);
+    mc_index channels = channels_reached(count, C, L);
+    HOLDS(x, count); HOLDS(dy, count); HOLDS(dx, count);
+    HOLDS(mean, channels); HOLDS(var, channels); HOLDS(weight, channels); HOLDS(dweight, channels);
+    HOLDS(dbias, channels);
+}
+
+// count samples (N, D): labels, loss, counted (count,); log_probs (N, C, D) of the images reached;
+// weight (C,) (read only at labels in [0, C)).
+MC_SIZES(nll_loss_forward)(mc_index count, Size log_probs, Size labels, Size weight, Size loss, Size counted,
+                           mc_index C, mc_index D, mc_index) {
+    POSITIVE(count, C); POSITIVE(count, D);
+    HOLDS(labels, count); HOLDS(loss, count); HOLDS(counted, count);
+    HOLDS(log_probs, product({groups_of(count, D), C, D}));
+    HOLDS(weight, count > 0 ? C : 0);
+}
+
+// dlog_probs (N, C, D) has count entries; labels and dloss one per sample (N, D) of the images reached.
+MC_SIZES(nll_loss_backward)(mc_index count, Size labels, Size weight, Size dloss, Size dlog_probs, mc_index C,
+                            mc_index D, mc_index) {
+    POSITIVE(count, C); POSITIVE(count, D);
+    HOLDS(dlog_probs, count);
+    HOLDS(labels, product({groups_of(count, product({C, D})), D}));
+    HOLDS(dloss, product({groups_of(count, product({C, D})), D}));
+    HOLDS(weight, count > 0 ? C : 0);
+}
+
+// The squared error of mse_loss, element-wise: every array has count entries.
+MC_SIZES(squared_error_forward)(mc_index count, Size x, Size target, Size out) {
+    HOLDS(x, count); HOLDS(target, count); HOLDS(out, count);
+}
+MC_SIZES(squared_error_backward)(mc_index count, Size x, Size target, Size dloss, Size dx) {
+    HOLDS(x, count); HOLDS(target, count); HOLDS(dloss, count); HOLDS(dx, count);
+}
 // Element-wise: every array has count entries.
 MC_SIZES(relu_forward)(mc_index count, Size x, Size y, T) {
     HOLDS(x, count); HOLDS(y, count);

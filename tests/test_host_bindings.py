@@ -35,8 +35,16 @@ CASES = {
     "sum_cols": (4, [("x", f(24)), ("out", f(4)), 6]),
     "max_pool_forward": (8, [("x", f(50)), ("y", f(8)), ("argmax", i(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
     "max_pool_backward": (50, [("dy", f(8)), ("argmax", i(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
-    "avg_pool_forward": (8, [("x", f(50)), ("y", f(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
-    "avg_pool_backward": (50, [("dy", f(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "avg_pool_forward": (8, [("x", f(50)), ("y", f(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2, 0, 0, 1]),
+    "avg_pool_backward": (50, [("dy", f(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2, 0, 0, 1]),
+    # batch norm over (N, C, L) = (2, 3, 4): one thread per channel for the reductions
+    "batch_norm_statistics": (3, [("x", f(24)), ("mean", f(3)), ("var", f(3)), 2, 3, 4]),
+    "batch_norm_forward": (24, [("x", f(24)), ("mean", f(3)), ("var", f(3)), ("weight", f(3)), ("bias", f(3)),
+                                ("y", f(24)), 3, 4, 1e-5]),
+    "batch_norm_backward_reduce": (3, [("x", f(24)), ("dy", f(24)), ("mean", f(3)), ("var", f(3)),
+                                       ("dweight", f(3)), ("dbias", f(3)), 2, 3, 4, 1e-5]),
+    "batch_norm_backward": (24, [("x", f(24)), ("dy", f(24)), ("mean", f(3)), ("var", f(3)), ("weight", f(3)),
+                                 ("dweight", f(3)), ("dbias", f(3)), ("dx", f(24)), 3, 4, 8, 1e-5, 1]),
     "lrn_forward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
     "lrn_backward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
                           3, 4, 5, 1e-4, 0.75]),
@@ -52,6 +60,13 @@ CASES = {
     "mean_forward": (1, [("partial", f(3)), ("loss", f(1)), 3, 6]),
     "softmax_cross_entropy_backward": (12, [("probs", f(12)), ("labels", i(3)), ("dloss", f(1)),
                                             ("dlogits", f(12)), 3, 4]),
+    # nll_loss over (N, C, D) = (2, 3, 2): 4 samples
+    "nll_loss_forward": (4, [("log_probs", f(12)), ("labels", i(4)), ("weight", f(3)), ("loss", f(4)),
+                             ("counted", f(4)), 3, 2, -100]),
+    "nll_loss_backward": (12, [("labels", i(4)), ("weight", f(3)), ("dloss", f(4)), ("dlog_probs", f(12)),
+                               3, 2, -100]),
+    "squared_error_forward": (10, [("x", f(10)), ("target", f(10)), ("out", f(10))]),
+    "squared_error_backward": (10, [("x", f(10)), ("target", f(10)), ("dloss", f(10)), ("dx", f(10))]),
     "sgd_update": (5, [("param", f(5)), ("grad", f(5)), ("velocity", f(5)), 0.1, 0.9, 0.0, 0]),
     "adam_update": (5, [("param", f(5)), ("grad", f(5)), ("m", f(5)), ("v", f(5)), 1e-3, 0.9, 0.999,
                         0.1, 0.001, 0.1, 0.001, 1e-8, 0.0]),
@@ -98,4 +113,6 @@ def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_ref
         _host.im2col_float64(9, f(9), f(9), 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1)
     with pytest.raises(ValueError, match=r"argument 'S' \(5\) must be <= 'K' \(4\)"):
         _host.softmax_partials_float64(10, f(12), f(10), f(10), 4, 5)   # slice 4 would start past the row
+    with pytest.raises(ValueError, match=r"argument 'count' \(4\) must be <= 'C' \(3\)"):
+        _host.batch_norm_statistics_float64(4, f(24), f(4), f(4), 2, 3, 4)   # a 4th channel is not there
     _host.relu_forward_float64(0, f(0), f(0), 0.0)   # no work: nothing to check
