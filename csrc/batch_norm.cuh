@@ -10,7 +10,7 @@
 // only C threads busy (64 for ResNet's first layers): a faster variant gives each
 // channel a block whose threads reduce slices of it in shared memory (Welford's
 // merge for the variance), as cuDNN does; it would live beside these as a numbered
-// version (dev/), checked against them.
+// variant, checked against them before it is timed.
 //
 // The sums accumulate in double whatever T is: a channel of ResNet at batch 128 holds
 // 128*56*56 = 401,408 values, and a float running sum of that many loses ~4 digits.
