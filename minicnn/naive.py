@@ -308,11 +308,13 @@ def dropout_keep(seed, index, p):
     return (dropout_hash(seed, index) >> 8) >= round(p * (1 << 24))
 
 
-def dropout(x, p, seed):
-    """Inverted dropout: y = x / (1 - p) where dropout_keep(seed, flat index, p), 0 elsewhere."""
+def dropout(x, p, seed, offset=0):
+    """Inverted dropout: y = x / (1 - p) where dropout_keep(seed, offset + flat index, p), 0 elsewhere.
+    offset: the global index of x's first element (its first sample's place in the global batch
+    times the elements per sample), so a slice of a batch draws the slice of the batch's mask."""
     y = np.zeros(x.shape)
     for i, v in enumerate(x.flat):
-        if dropout_keep(seed, i, p):
+        if dropout_keep(seed, offset + i, p):
             y.flat[i] = v / (1 - p)
     return y
 

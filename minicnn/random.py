@@ -3,7 +3,14 @@
 Dropout masks are a hash of (seed, element index); each dropout call draws its
 seed from this generator. So after ``mc.manual_seed(s)`` the CPU and the GPU
 draw the same masks, and a whole training step can be compared across devices.
+
+The element index is the element's place in the *global* batch: in data-parallel
+training (minicnn/distributed.py) a rank holds a slice of it, starting at sample
+``first_sample``, and numbers its elements from first_sample * (elements per
+sample). So two ranks draw, between them, exactly the mask one process draws.
 """
+
+import contextlib
 
 import numpy as np
 
@@ -33,6 +40,33 @@ def set_state(state):
     _generator.bit_generator.state = state
 
 
+# --------------------------------------------------------------------------- the sample offset
+_first_sample = 0
+
+
+@contextlib.contextmanager
+def first_sample(index):
+    """Inside the block, dropout numbers the batch it sees as samples index, index + 1, ...
+    of the global batch (fit sets it from a sharded DataLoader; 0 outside)."""
+    global _first_sample
+    index = int(index)
+    if index < 0:
+        raise ValueError(f"first_sample must be >= 0, got {index}")
+    before, _first_sample = _first_sample, index
+    try:
+        yield
+    finally:
+        _first_sample = before
+
+
+def dropout_offset(shape):
+    """The global index of the first element of a batch of ``shape`` (N, ...): the
+    first sample's index times the elements per sample."""
+    if len(shape) == 0 or _first_sample == 0:
+        return 0
+    return _first_sample * int(np.prod(shape[1:]))
+
+
 # --------------------------------------------------------------------------- dropout masks
 # The same hash as mc_dropout_hash in csrc/common.cuh, in NumPy, so that the NumPy
 # reference, the host build and the GPU draw the very same mask.
@@ -46,9 +80,9 @@ def _fmix32(h):
     return h
 
 
-def dropout_hash(seed, count):
-    """hash(i) = fmix32(seed ^ fmix32(lo(i) + 0x9E3779B9 * (hi(i) + 1))) for i = 0 .. count-1."""
-    index = np.arange(count, dtype=np.uint64)
+def dropout_hash(seed, count, offset=0):
+    """hash(i) = fmix32(seed ^ fmix32(lo(i) + 0x9E3779B9 * (hi(i) + 1))) for i = offset .. offset+count-1."""
+    index = np.arange(count, dtype=np.uint64) + np.uint64(offset)
     lo = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     hi = (index >> np.uint64(32)).astype(np.uint32)
     with np.errstate(over="ignore"):
@@ -63,7 +97,7 @@ def dropout_threshold_and_scale(p, dtype):
     return threshold, scale
 
 
-def dropout_mask(shape, threshold, seed):
-    """True where dropout keeps the element: (hash(seed, flat index) >> 8) >= threshold."""
-    keep = (dropout_hash(seed, int(np.prod(shape))) >> np.uint32(8)) >= np.uint32(threshold)
+def dropout_mask(shape, threshold, seed, offset):
+    """True where dropout keeps the element: (hash(seed, offset + flat index) >> 8) >= threshold."""
+    keep = (dropout_hash(seed, int(np.prod(shape)), offset) >> np.uint32(8)) >= np.uint32(threshold)
     return keep.reshape(shape)

@@ -89,10 +89,11 @@ def test_kernels_without_exp_log_pow_equal_the_host_build_bit_for_bit(be, dtype)
     same_bits(be.relu_forward(gpu(x), 0.1), HOST.relu_forward(x, 0.1), "relu_forward")
     same_bits(be.relu_backward(gpu(x), gpu(dy_x), 0.1), HOST.relu_backward(x, dy_x, 0.1), "relu_backward")
     threshold, scale = dropout_threshold_and_scale(0.3, np.dtype(dtype))
-    same_bits(be.dropout_forward(gpu(x), threshold, scale, 7), HOST.dropout_forward(x, threshold, scale, 7),
-              "dropout_forward")
-    same_bits(be.dropout_backward(gpu(dy_x), threshold, scale, 7), HOST.dropout_backward(dy_x, threshold, scale, 7),
-              "dropout_backward")
+    for offset in (0, 2**32 + 5):       # a data-parallel rank's first element (the hash's high word too)
+        same_bits(be.dropout_forward(gpu(x), threshold, scale, 7, offset),
+                  HOST.dropout_forward(x, threshold, scale, 7, offset), "dropout_forward")
+        same_bits(be.dropout_backward(gpu(dy_x), threshold, scale, 7, offset),
+                  HOST.dropout_backward(dy_x, threshold, scale, 7, offset), "dropout_backward")
     # bias add and the reductions (sum_rows over 32 threads per row, then sum_cols)
     b = rng.standard_normal(6).astype(dtype)
     yb, yb_host = gpu(x.reshape(2, 6, -1)), x.reshape(2, 6, -1).copy()

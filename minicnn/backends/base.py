@@ -99,12 +99,13 @@ class Backend(abc.ABC):
         """-> dx = dy where x > 0, negative_slope * dy elsewhere."""
 
     @abc.abstractmethod
-    def dropout_forward(self, x, threshold, scale, seed):
-        """-> y = x * scale where kept, 0 where dropped (threshold and scale: random.dropout_threshold_and_scale)."""
+    def dropout_forward(self, x, threshold, scale, seed, offset):
+        """-> y = x * scale where kept, 0 where dropped (threshold and scale: random.dropout_threshold_and_scale);
+        element i draws hash(seed, offset + i) (offset: random.dropout_offset)."""
 
     @abc.abstractmethod
-    def dropout_backward(self, dy, threshold, scale, seed):
-        """-> dx, with the same mask (same seed) and scale."""
+    def dropout_backward(self, dy, threshold, scale, seed, offset):
+        """-> dx, with the same mask (same seed and offset) and scale."""
 
     # ------------------------------------------------------------------ loss
     @abc.abstractmethod

@@ -331,16 +331,18 @@ class KernelBackend(Backend):
         self.loader.run("relu_backward", x.size, x, dy, dx, float(negative_slope))
         return dx
 
-    def dropout_forward(self, x, threshold, scale, seed):
+    def dropout_forward(self, x, threshold, scale, seed, offset):
         x = self._array("dropout", "x", x)
         y = self.xp.empty_like(x)
-        self.loader.run("dropout_forward", x.size, x, y, np.uint32(threshold), float(scale), np.uint32(seed))
+        self.loader.run("dropout_forward", x.size, x, y, np.uint32(threshold), float(scale), np.uint32(seed),
+                        int(offset))
         return y
 
-    def dropout_backward(self, dy, threshold, scale, seed):
+    def dropout_backward(self, dy, threshold, scale, seed, offset):
         dy = self._array("dropout backward", "grad_output", dy)
         dx = self.xp.empty_like(dy)
-        self.loader.run("dropout_backward", dy.size, dy, dx, np.uint32(threshold), float(scale), np.uint32(seed))
+        self.loader.run("dropout_backward", dy.size, dy, dx, np.uint32(threshold), float(scale), np.uint32(seed),
+                        int(offset))
         return dx
 
     # ------------------------------------------------------------------ loss

@@ -287,13 +287,13 @@ class ReferenceBackend(Backend):
         return np.where(x > 0, dy, dy * dy.dtype.type(negative_slope))
 
     # ------------------------------------------------------------------ dropout
-    def dropout_forward(self, x, threshold, scale, seed):
+    def dropout_forward(self, x, threshold, scale, seed, offset):
         """Inverted dropout: y = x * scale where kept, 0 where dropped."""
-        return np.where(dropout_mask(x.shape, threshold, seed), x * scale, x.dtype.type(0))
+        return np.where(dropout_mask(x.shape, threshold, seed, offset), x * scale, x.dtype.type(0))
 
-    def dropout_backward(self, dy, threshold, scale, seed):
-        """The same mask (same seed) times the same scale."""
-        return np.where(dropout_mask(dy.shape, threshold, seed), dy * scale, dy.dtype.type(0))
+    def dropout_backward(self, dy, threshold, scale, seed, offset):
+        """The same mask (same seed and offset) times the same scale."""
+        return np.where(dropout_mask(dy.shape, threshold, seed, offset), dy * scale, dy.dtype.type(0))
 
     # ------------------------------------------------------------------ loss
     def softmax_cross_entropy_forward(self, logits, labels):

@@ -102,38 +102,45 @@ class Dropout(Function):
     """Inverted dropout: y = x / (1 - p) where the mask keeps x, 0 where it drops it."""
 
     @staticmethod
-    def check(x, p, seed):
+    def check(x, p, seed, offset):
         op = "dropout"
         x = checks.float_input(op, x)
         p = dropout_probability(op, p)
         seed = _random.next_seed() if seed is None else int(seed) & 0xFFFFFFFF
-        return x, p, seed
+        offset = _random.dropout_offset(x.shape) if offset is None else int(offset)
+        if offset < 0:
+            raise ValueError(f"{op}: offset must be >= 0, got {offset}")
+        return x, p, seed, offset
 
     @staticmethod
-    def forward(ctx, x, p, seed):
+    def forward(ctx, x, p, seed, offset):
         ctx.backend = backends.for_array(x)
         ctx.threshold, ctx.scale = _random.dropout_threshold_and_scale(p, x.dtype)
-        ctx.seed = seed
-        return ctx.backend.dropout_forward(x, ctx.threshold, ctx.scale, seed)
+        ctx.seed, ctx.offset = seed, offset
+        return ctx.backend.dropout_forward(x, ctx.threshold, ctx.scale, seed, offset)
 
     @staticmethod
     def backward(ctx, grad_output):
-        # dy/dx = 1/(1-p) where kept, 0 where dropped: the same mask, drawn again from the same seed
-        return ctx.backend.dropout_backward(grad_output, ctx.threshold, ctx.scale, ctx.seed), None, None
+        # dy/dx = 1/(1-p) where kept, 0 where dropped: the same mask, drawn again from the same seed and offset
+        grad = ctx.backend.dropout_backward(grad_output, ctx.threshold, ctx.scale, ctx.seed, ctx.offset)
+        return grad, None, None, None
 
 
-def dropout(x, p=0.5, training=True, seed=None):
+def dropout(x, p=0.5, training=True, seed=None, offset=None):
     """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p).
 
     Identity when not training, which matches the paper's "multiply the outputs
     by 0.5 at test time". The mask is a hash of (seed, element index); the seed
     is drawn from minicnn's generator (mc.manual_seed) unless given, so every
-    device draws the same mask.
+    device draws the same mask. The element index counts from ``offset``: by
+    default the place of x's first element in the global batch (0 unless a
+    data-parallel rank's slice of it, see mc.random.first_sample), so N ranks
+    draw between them the mask one process would.
     """
     if not training or p == 0.0:
-        Dropout.check(x, p, 0)       # the same argument checks, then the identity
+        Dropout.check(x, p, 0, offset)   # the same argument checks, then the identity
         return x
-    return Dropout.apply(x, p, seed)
+    return Dropout.apply(x, p, seed, offset)
 
 
 def dropout2d(x, p=0.5, training=True, seed=None):
@@ -151,4 +158,4 @@ def dropout2d(x, p=0.5, training=True, seed=None):
     if not training or p == 0.0:
         return x
     ones = Tensor(x.xp.ones(x.shape[:2] + (1, 1), dtype=x.dtype))
-    return x * Dropout.apply(ones, p, seed)
+    return x * Dropout.apply(ones, p, seed, None)   # numbered from the batch's first sample, as dropout
