@@ -10,7 +10,7 @@ from . import functional, nn, models
 from .random import manual_seed
 from .summary import summary
 from .gradcheck import gradcheck
-from . import optim, data
+from . import optim, data, distributed
 from .training import fit, evaluate, History
 from .checkpoint import save, load
 from . import transfer, weights

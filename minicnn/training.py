@@ -19,7 +19,9 @@ from collections import namedtuple
 import numpy as np
 
 from . import device as _device
+from . import distributed as _distributed
 from . import functional as F
+from . import random as _random
 from .tensor import Tensor, no_grad
 
 Evaluation = namedtuple("Evaluation", ["loss", "top1_error", "top5_error"])
@@ -55,6 +57,11 @@ def topk_errors(probs_or_logits, labels, ks=(1, 5)):
     return [int(count) for count in topk_error_counts(np.asarray(probs_or_logits), np.asarray(labels), ks)]
 
 
+def _dtype_of(model):
+    """The dtype of the model's first floating-point parameter (float32 when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.dtype.kind == "f"), np.dtype(np.float32))
+
+
 def _check_finite(images, where):
     """A batch holding NaN or infinity is named as the cause (rather than the learning rate).
     Host arrays only: checking a device array would wait for the device."""
@@ -86,11 +93,14 @@ def evaluate(model, loader, ten_crop=False, loss_fn=None):
     the softmax over its ten views, as in the paper, and the loss is the cross-
     entropy of that mean. loss_fn(logits, labels): F.cross_entropy by default; a
     one-logit (binary) model counts as predicting class 1 when its logit is > 0.
-    Returns Evaluation(loss, top1_error, top5_error).
+    Returns Evaluation(loss, top1_error, top5_error). A loader sharded over the
+    ranks of a data-parallel job (num_replicas > 1) is evaluated by all of them,
+    each on its shard, and the sums are added up: every rank returns the result
+    for the whole set.
     """
     was_training = model.training
     model.eval()
-    device = model.device
+    device, dtype = model.device, _dtype_of(model)
     total_loss, errors1, errors5, count = 0.0, 0, 0, 0
     try:
         with no_grad():
@@ -100,19 +110,21 @@ def evaluate(model, loader, ten_crop=False, loss_fn=None):
                 n = len(labels)
                 if ten_crop:
                     views = images.shape[1]
-                    logits = model(Tensor(images.reshape((-1,) + images.shape[2:])).to(device))
+                    logits = model(Tensor(images.reshape((-1,) + images.shape[2:]), dtype=dtype).to(device))
                     probs = F.softmax(logits, axis=1).numpy().reshape(n, views, -1).mean(axis=1)
                     picked = probs[np.arange(n), labels]
                     total_loss += float(-np.log(np.maximum(picked, 1e-30)).sum())
                     scores = probs
                 else:
-                    logits = model(Tensor(images).to(device))
+                    logits = model(Tensor(images, dtype=dtype).to(device))
                     total_loss += (loss_fn or F.cross_entropy)(logits, labels).item() * n
                     scores = logits.numpy()
                 e1, e5 = topk_errors(scores, labels)
                 errors1, errors5, count = errors1 + e1, errors5 + e5, count + n
     finally:
         model.train(was_training)
+    if getattr(loader, "num_replicas", 1) > 1:
+        total_loss, errors1, errors5, count = _distributed.world().sum([total_loss, errors1, errors5, count])
     if count == 0:
         raise ValueError("evaluate: the loader gave no images")
     return Evaluation(total_loss / count, errors1 / count, errors5 / count)
@@ -242,6 +254,13 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         mc.fit(..., initial_epoch=state["epoch"], history=state["history"])
 
     gives the same result as a run that never stopped.
+
+    Data parallel (mpiexec; see minicnn/distributed.py): with a training loader
+    sharded over the ranks, every rank starts from rank 0's weights, runs its slice
+    of each batch, and averages the gradients over the global batch before the step;
+    the reported metrics are the global batch's, and only rank 0 prints and writes
+    the checkpoint. The images are cast to the model's dtype (float64 models train
+    on float64 images).
     """
     from .checkpoint import save  # here, not at the top: checkpoint imports this module
 
@@ -253,12 +272,14 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         raise ValueError(f"the training loader gives no batches{detail}: use a smaller batch_size or more data")
     loss_fn = loss_fn or F.cross_entropy
     history = history if history is not None else History()
-    device = model.device
+    device, dtype = model.device, _dtype_of(model)
+    world = _distributed.world()
+    data_parallel = _distributed.prepare_fit(model, train_loader, checkpoint, world)
     for epoch in range(int(initial_epoch), int(epochs)):
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)  # the epoch's shuffle and augmentation depend only on its number
         model.train()
-        bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose else None
+        bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose and world.is_main else None
         total_loss, errors1, errors5, count = 0.0, 0, 0, 0
         unread, first_unread = None, 1   # device sums (loss * n, top-1, top-5 errors) not read yet
         read_every = READ_EVERY if device == "cuda" else 1
@@ -266,19 +287,26 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         for b, (images, labels) in enumerate(train_loader):
             _check_batch(images, labels, ten_crop=False)
             _check_finite(images, f"epoch {epoch + 1}, batch {b + 1}")
-            logits = model(Tensor(images).to(device))
+            # dropout numbers this rank's images from their place in the global batch
+            with _random.first_sample(train_loader.first_sample(b) if data_parallel else 0):
+                logits = model(Tensor(images, dtype=dtype).to(device))
             loss = loss_fn(logits, labels)              # host labels are checked on the host
             optimizer.zero_grad()
             loss.backward()
+            if data_parallel:                           # the global batch's mean gradient, on every rank
+                _distributed.allreduce_gradients(model.parameters(), len(labels), world)
             optimizer.step()
             n = len(labels)
             # the batch's sums, computed on the device: nothing is copied to the host here
-            sums = [loss.data * n] + topk_error_counts(logits.data, _device.to_device(np.asarray(labels), device))
+            sums = ([loss.data * n] + topk_error_counts(logits.data, _device.to_device(np.asarray(labels), device))
+                    + [np.int64(n)])
             unread = sums if unread is None else [a + s for a, s in zip(unread, sums)]
-            count += n
             if (b + 1) % read_every and b + 1 < len(train_loader):
                 continue
-            loss_sum, e1, e5 = (float(_device.to_numpy(a)) for a in unread)   # waits for the GPU, once
+            loss_sum, e1, e5, n_read = (float(_device.to_numpy(a)) for a in unread)   # waits for the GPU, once
+            if data_parallel:                           # the global batches' sums
+                loss_sum, e1, e5, n_read = world.sum([loss_sum, e1, e5, n_read])
+            count += int(n_read)
             if not math.isfinite(loss_sum):
                 where = f"batch {b + 1}" if first_unread == b + 1 else f"batches {first_unread}-{b + 1}"
                 raise FloatingPointError(f"the loss became {loss_sum} in epoch {epoch + 1}, {where}, although the "
@@ -304,7 +332,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
                 if logits.shape[-1] > 5:  # with 5 classes or fewer every label is in the top 5
                     text += f" top-5 err {val.top5_error:.2%}"
             bar.finish(text)
-        if checkpoint is not None:
+        if checkpoint is not None and world.is_main:
             save(checkpoint, model, optimizer, scheduler=scheduler, epoch=epoch + 1, history=history,
                  extra=checkpoint_extra)
     return history

@@ -1,9 +1,11 @@
 """DataLoader: turns a Dataset into batches, shuffled with a seed, augmented, prefetched.
 
-All the randomness of an epoch (the shuffle and every augmentation draw) comes
-from one generator seeded with (seed, epoch). So epoch 7 is the same whether
-the run went straight through or was stopped after epoch 6 and resumed: the
-loader needs no saved state beyond its seed and the epoch number.
+All the randomness of an epoch comes from its seed and the epoch number: the
+shuffle from a generator seeded with (seed, epoch), and each image's augmentation
+from one seeded with (seed, epoch, its place in the epoch). So epoch 7 is the same
+whether the run went straight through or was stopped after epoch 6 and resumed
+(the loader needs no saved state beyond its seed and the epoch number), and an
+image is augmented alike however many data-parallel ranks share the epoch.
 """
 
 import queue
@@ -31,16 +33,32 @@ class DataLoader:
 
     Each ``for batch in loader`` is one epoch; the epoch number counts up by one
     per pass, or is set with ``set_epoch`` (fit does that, so resuming works).
+
+    num_replicas, rank: data-parallel sharding (the names of PyTorch's
+    DistributedSampler; give ``world.size`` and ``world.rank`` of
+    mc.distributed.init()). Every rank walks the same epoch order (it depends only
+    on seed and epoch); each batch of ``batch_size`` images -- the *global* batch --
+    is cut into num_replicas contiguous slices, as even as can be, and this loader
+    yields slice ``rank``. So N ranks together see exactly the batches one loader
+    sees, and ``first_sample(b)`` says where this rank's slice of batch b starts
+    (dropout numbers its elements from there). A rank whose slice of a last, short
+    batch is empty yields no last batch (``len`` counts it out).
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, seed=None, drop_last=False,
-                 transform=None, prefetch=2):
+                 transform=None, prefetch=2, num_replicas=1, rank=0):
         if not isinstance(dataset, Dataset):
             raise TypeError(f"DataLoader needs a minicnn.data Dataset, got {type(dataset).__name__}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if int(prefetch) < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        if int(num_replicas) < 1 or not 0 <= int(rank) < int(num_replicas):
+            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got num_replicas={num_replicas}, "
+                             f"rank={rank}")
+        if int(batch_size) < int(num_replicas):
+            raise ValueError(f"batch_size is the global batch, split among the {num_replicas} ranks: it must be at "
+                             f"least num_replicas, got {batch_size}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -48,28 +66,48 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.transform = transform
         self.prefetch = int(prefetch)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
 
-    def __len__(self):
-        """The number of batches in one epoch."""
+    def _global_batches(self):
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _slice(self, b):
+        """(start, stop) in the epoch order of this rank's part of global batch b: the
+        first (size mod num_replicas) ranks get one image more, as np.array_split cuts."""
+        start = b * self.batch_size
+        size = min(self.batch_size, len(self.dataset) - start)
+        share, extra = divmod(size, self.num_replicas)
+        first = start + self.rank * share + min(self.rank, extra)
+        return first, first + share + (1 if self.rank < extra else 0)
+
+    def __len__(self):
+        """The number of batches in one epoch (of this rank's, when sharded)."""
+        batches = self._global_batches()
+        if batches and self._slice(batches - 1)[0] == self._slice(batches - 1)[1]:
+            return batches - 1          # this rank's slice of the short last batch is empty
+        return batches
+
+    def first_sample(self, b):
+        """Where this rank's part of batch b starts in the global batch (0 when not sharded)."""
+        return self._slice(b)[0] - b * self.batch_size
 
     def set_epoch(self, epoch):
         """Make the next pass epoch number ``epoch`` (its shuffle and augmentation)."""
         self.epoch = int(epoch)
 
     def _batches(self, epoch):
-        rng = np.random.default_rng([self.seed, epoch])
         n = len(self.dataset)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
-            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
+            start, stop = self._slice(b)
             images, labels = [], []
-            for i in indices:
-                image, label = self.dataset[int(i)]
+            for position in range(start, stop):
+                image, label = self.dataset[int(order[position])]
                 if self.transform is not None:
-                    image = self.transform(image, rng)
+                    # the image's own draws: the same whichever rank (and how many) prepare it
+                    image = self.transform(image, np.random.default_rng([self.seed, epoch, position]))
                 images.append(image)
                 labels.append(label)
             shapes = {im.shape for im in images}
