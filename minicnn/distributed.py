@@ -226,6 +226,11 @@ class World:
         """Host numbers summed over the ranks (a float64 NumPy array)."""
         return self.allreduce_sum_(np.array(values, dtype=np.float64))
 
+    def barrier(self):
+        """Wait until every rank has come here."""
+        if self.size > 1:
+            self.mpi.comm.Barrier()
+
     def broadcast_object(self, value, root=0):
         """A picklable Python value, rank ``root``'s on every rank (e.g. an output folder name)."""
         return self.mpi.comm.bcast(value, root=root) if self.size > 1 else value

@@ -16,6 +16,7 @@ Without MPI: the DataLoader's shards, the one-process World, and the refusals.
 Marked gpu: the same data-parallel and tower runs on real GPUs (NCCL needs one per rank).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from minicnn import distributed, nn
 import distributed_worker as W
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
+ROOT = os.path.dirname(os.path.dirname(WORKER))
 
 
 def mpiexec_command():
@@ -46,10 +48,16 @@ def mpiexec_command():
 
 
 def run_ranks(out, *scenarios, timeout=300):
+    return run_two([WORKER, str(out), *scenarios], timeout=timeout)
+
+
+def run_two(arguments, timeout=300, cwd=None):
+    """``mpiexec -n 2 python ARGUMENTS``: (the finished process, seconds it took)."""
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",  # Open MPI as root (CI)
-               OMP_NUM_THREADS="1")           # one thread per rank: two ranks share two cores
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",   # one thread per rank: two ranks share two cores
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     start = time.monotonic()
-    done = subprocess.run(mpiexec_command() + [sys.executable, WORKER, str(out), *scenarios], env=env,
+    done = subprocess.run(mpiexec_command() + [sys.executable, *arguments], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
     return done, time.monotonic() - start
 
@@ -139,6 +147,20 @@ def test_a_rank_that_fails_stops_every_rank(tmp_path, how, message):
         assert "aborting every rank" in done.stderr
     assert "rank 0 finished training" not in done.stdout, "rank 0 went on alone"
     assert seconds < 60, f"the job took {seconds:.0f} s to stop"
+
+
+# --------------------------------------------------------------------------- the CLI, unchanged
+def test_the_cli_trains_on_two_ranks_and_only_rank_0_writes(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (the 'train' extra)")
+    pytest.importorskip("matplotlib", reason="the pictures need matplotlib (the 'train' extra)")
+    # no --out: one runs/<timestamp> folder (rank 0 names it and writes; the others write nothing)
+    done, _ = run_two(["-m", "minicnn", "train", "--dataset", "digits", "--epochs", "1", "--batch-size", "128",
+                       "--device", "cpu"], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (out,) = (tmp_path / "runs").iterdir()
+    assert {p.name for p in out.iterdir()} >= {"metrics.json", "checkpoint.npz", "curves.png"}
+    assert json.loads((out / "metrics.json").read_text())["ranks"] == 2
+    assert done.stdout.count("test top-1 error") == 1 and done.stderr.count("training alexnet_small") == 1
 
 
 # --------------------------------------------------------------------------- on real GPUs
