@@ -8,8 +8,10 @@ For each rank count it launches ``mpiexec -n R`` on this script (``--worker``); 
 times training steps exactly as mc.fit takes them (forward on its slice of the global
 batch, backward, the bucketed gradient all-reduce, the SGD step) on random images --
 data loading is left out, so what is measured is the compute and the communication.
-Per step: the whole step, and the all-reduce alone (on a GPU the stream is synchronized
-around it, which serializes what NCCL would otherwise queue behind backward).
+Per step: the whole step; the wait for the slowest rank to finish its backward (a barrier,
+which in mc.fit the all-reduce itself absorbs); and the all-reduce alone (on a GPU the
+stream is synchronized around it, which serializes what NCCL would otherwise queue behind
+backward). On a machine shared with other work the wait is the noisy part.
 
 Two ways to scale (--scaling):
   strong  the global batch stays --batch: R ranks take a slice of batch/R each; the
@@ -72,7 +74,7 @@ def worker(args):
     rng = np.random.default_rng(world.rank)
     images = mc.Tensor(rng.standard_normal((local,) + shape).astype(np.float32)).to(args.device)
     labels = rng.integers(0, classes, local)
-    steps, reduce_seconds = [], []
+    steps, wait_seconds, reduce_seconds = [], [], []
     for step in range(args.warmup + args.steps):
         synchronize(args.device)
         world.barrier()                     # every rank starts the step together
@@ -82,6 +84,8 @@ def worker(args):
         optimizer.zero_grad()
         loss.backward()
         synchronize(args.device)
+        wait_start = time.perf_counter()
+        world.barrier()                     # the ranks that finished backward first wait here
         reduce_start = time.perf_counter()
         distributed.allreduce_gradients(model.parameters(), local, world)
         synchronize(args.device)
@@ -90,10 +94,12 @@ def worker(args):
         synchronize(args.device)
         if step >= args.warmup:
             steps.append(time.perf_counter() - start)
+            wait_seconds.append(reduce_start - wait_start)
             reduce_seconds.append(reduce_end - reduce_start)
     # the slowest rank sets the pace: report, per step, the maximum over the ranks
     steps = world.allgather(np.array(steps)).max(axis=0)
     reduce_seconds = world.allgather(np.array(reduce_seconds)).max(axis=0)
+    wait_seconds = world.allgather(np.array(wait_seconds)).max(axis=0)
     bare = bare_allreduce(world, args.device) if args.bare_allreduce else {}
     if world.is_main:
         step = statistics.median(steps)
@@ -101,7 +107,8 @@ def worker(args):
             ranks=world.size, device=args.device, model=args.model, scaling=args.scaling,
             global_batch=local * world.size, batch_per_rank=local, threads_per_rank=int(os.environ.get("OMP_NUM_THREADS", 0)),
             step_s=step, images_per_s=local * world.size / step, allreduce_s=statistics.median(reduce_seconds),
-            allreduce_share=statistics.median(reduce_seconds) / step, steps_s=list(map(float, steps)),
+            allreduce_share=statistics.median(reduce_seconds) / step, wait_s=statistics.median(wait_seconds),
+            wait_share=statistics.median(wait_seconds) / step, steps_s=list(map(float, steps)),
             gradient_floats=int(sum(p.data.size for p in model.parameters())), bare_allreduce=bare)))
 
 
@@ -153,7 +160,8 @@ def summarize(runs):
         mine = [r for r in runs if r["ranks"] == ranks]
         summary[str(ranks)] = {key: dict(median=statistics.median(r[key] for r in mine),
                                          min=min(r[key] for r in mine), max=max(r[key] for r in mine))
-                               for key in ("images_per_s", "step_s", "allreduce_s", "allreduce_share")}
+                               for key in ("images_per_s", "step_s", "allreduce_s", "allreduce_share", "wait_s",
+                                           "wait_share")}
     one = summary.get("1")
     for ranks, entry in summary.items():
         if one:
@@ -175,7 +183,7 @@ def main(argv=None):
     parser.add_argument("--no-bare-allreduce", dest="bare_allreduce", action="store_false",
                         help="skip the all-reduce of model-sized buffers without compute")
     parser.add_argument("--bare-allreduce", dest="bare_allreduce", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--json", default="runs/scaling.json")
+    parser.add_argument("--json", default="runs/scaling.json", help="where the results go")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -188,8 +196,8 @@ def main(argv=None):
             runs.append(run)
             print(f"round {round_ + 1}/{args.rounds}: {ranks} rank(s) x {run['threads_per_rank']} thread(s), "
                   f"global batch {run['global_batch']}: {run['images_per_s']:.1f} images/s, step "
-                  f"{run['step_s'] * 1000:.1f} ms, all-reduce {run['allreduce_s'] * 1000:.2f} ms "
-                  f"({run['allreduce_share']:.1%})", flush=True)
+                  f"{run['step_s'] * 1000:.1f} ms, waiting for the slowest rank {run['wait_s'] * 1000:.1f} ms, "
+                  f"all-reduce {run['allreduce_s'] * 1000:.2f} ms ({run['allreduce_share']:.1%})", flush=True)
     result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
                                python=platform.python_version(), load_average=os.getloadavg()),
                   settings={k: v for k, v in vars(args).items() if k not in ("worker", "json")},
@@ -198,8 +206,8 @@ def main(argv=None):
     Path(args.json).write_text(json.dumps(result, indent=2))
     for ranks, entry in result["summary"].items():
         print(f"{ranks} rank(s): {entry['images_per_s']['median']:.1f} images/s (min {entry['images_per_s']['min']:.1f}, "
-              f"max {entry['images_per_s']['max']:.1f}), all-reduce {entry['allreduce_share']['median']:.1%} of a "
-              f"step" + (f", speed-up {entry['speedup']:.2f}x" if "speedup" in entry else ""))
+              f"max {entry['images_per_s']['max']:.1f}), all-reduce {entry['allreduce_share']['median']:.1%} and "
+              f"waiting {entry['wait_share']['median']:.1%} of a step" + (f", speed-up {entry['speedup']:.2f}x" if "speedup" in entry else ""))
     print(f"wrote {args.json}")
     return 0
 

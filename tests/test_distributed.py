@@ -163,6 +163,18 @@ def test_the_cli_trains_on_two_ranks_and_only_rank_0_writes(tmp_path):
     assert done.stdout.count("test top-1 error") == 1 and done.stderr.count("training alexnet_small") == 1
 
 
+def test_the_scaling_benchmark_runs(tmp_path):
+    mpiexec_command()                 # skips, saying why, without MPI
+    out = tmp_path / "scaling.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "scaling.py"), "--rounds", "1", "--steps",
+                           "1", "--warmup", "0", "--batch", "4", "--no-bare-allreduce", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert [run["ranks"] for run in result["runs"]] == [1, 2] and set(result["summary"]) == {"1", "2"}
+    assert result["runs"][1]["batch_per_rank"] == 2 and result["runs"][1]["allreduce_s"] > 0
+
+
 # --------------------------------------------------------------------------- on real GPUs
 @pytest.mark.gpu
 @pytest.mark.parametrize("scenario", ["data_parallel_gpu", "towers_gpu"])
