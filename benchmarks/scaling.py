@@ -169,7 +169,7 @@ def summarize(runs):
     return summary
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -185,7 +185,11 @@ def main(argv=None):
     parser.add_argument("--bare-allreduce", dest="bare_allreduce", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default="runs/scaling.json", help="where the results go")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.worker:
         return worker(args)
     runs = []

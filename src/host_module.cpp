@@ -248,10 +248,12 @@ MC_SIZES(relu_forward)(mc_index count, Size x, Size y, T) {
 MC_SIZES(relu_backward)(mc_index count, Size x, Size dy, Size dx, T) {
     HOLDS(x, count); HOLDS(dy, count); HOLDS(dx, count);
 }
-MC_SIZES(dropout_forward)(mc_index count, Size x, Size y, unsigned int, T, unsigned int) {
+// offset (the global index of the first element: a data-parallel rank's slice of a batch)
+// only picks which hash draws are used; it touches no memory.
+MC_SIZES(dropout_forward)(mc_index count, Size x, Size y, unsigned int, T, unsigned int, mc_index) {
     HOLDS(x, count); HOLDS(y, count);
 }
-MC_SIZES(dropout_backward)(mc_index count, Size dy, Size dx, unsigned int, T, unsigned int) {
+MC_SIZES(dropout_backward)(mc_index count, Size dy, Size dx, unsigned int, T, unsigned int, mc_index) {
     HOLDS(dy, count); HOLDS(dx, count);
 }
 

@@ -31,7 +31,7 @@ from minicnn import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ", "scripts/")
+COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ", "scripts/", "mpiexec ")
 
 
 def code_blocks(path):
@@ -81,6 +81,15 @@ CHECKS = {
     "python -m minicnn transfer --help": ("run", "help text"),
     "python benchmarks/conv_bench.py --layers conv3": ("small", "--batch 1 --repeats 1 --warmup 0, no JSON"),
     "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
+    # ---- several processes (docs/distributed.md)
+    'pip install -e ".[train,distributed]"': ("setup", "the extras 'train' and 'distributed' exist; .ci/run installs "
+                                                       "'distributed'"),
+    "mpiexec -n 2 python -m minicnn train": ("small", "tests/test_distributed.py runs it under mpiexec -n 2 with "
+                                                      "--dataset digits --epochs 1 --batch-size 128; parsed as written"),
+    "mpiexec --oversubscribe -n 2 python -m minicnn train --epochs 1": ("small", "as above"),
+    "python benchmarks/scaling.py": ("small", "tests/test_distributed.py: --rounds 1 --steps 1 --warmup 0 --batch 4; "
+                                              "parsed as written"),
+    "python benchmarks/scaling.py --rounds 5": ("small", "as above"),
     # ---- tests and building
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
@@ -192,15 +201,27 @@ def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
         assert all(layer in printed for layer in layers)
 
 
+def test_scaling_benchmark_commands_parse_as_written():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import scaling
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for command in (c for c in CHECKS if c.startswith("python benchmarks/scaling.py")):
+        scaling.build_parser().parse_args(shlex.split(command)[2:])
+
+
 def test_setup_commands_name_what_exists():
     setup = (ROOT / "setup.py").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     for command, (kind, _) in CHECKS.items():
-        for extra in re.findall(r'"\.\[(\w+)\]"', command):
-            assert f'"{extra}":' in setup, f"{command}: setup.py has no extra {extra!r}"
+        for extras in re.findall(r'"\.\[([\w,]+)\]"', command):
+            for extra in extras.split(","):
+                assert f'"{extra}":' in setup, f"{command}: setup.py has no extra {extra!r}"
         for variable in re.findall(r"\b(MINICNN_\w+)=", command):
             assert variable in setup or variable in _code_text(), command
     assert 'pip install -e ".[test]"' in ci and "python -m pytest -q -rs" in ci
+    assert 'pip install -e ".[test,distributed]"' in ci
     assert "torch==2.13.0" in ci
     assert '"markers", "gpu:' in (ROOT / "tests" / "conftest.py").read_text(), "the marker 'gpu' is not registered"
     stages = re.search(r'case "\$STAGE" in ([\w|]+)\)', (ROOT / "scripts" / "gpu_check.sh").read_text()).group(1)
