@@ -386,6 +386,9 @@ def prepare_fit(model, train_loader, checkpoint, world=None):
     world = world or _world
     data_parallel = getattr(train_loader, "num_replicas", 1) > 1
     if data_parallel:
+        if isinstance(model, TowerParallel):
+            raise ValueError("a TowerParallel model trains on an unsharded loader: both towers see every image "
+                             "(averaging the two towers' gradients would mix different weights)")
         if train_loader.num_replicas != world.size:
             raise ValueError(f"the training loader is sharded for {train_loader.num_replicas} ranks but the job has "
                              f"{world.size} (DataLoader(..., num_replicas=world.size, rank=world.rank))")

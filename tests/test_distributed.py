@@ -270,8 +270,11 @@ def test_towers_refuse_what_they_cannot_split(monkeypatch):
     towers = distributed.TowerParallel(W.small_model(), world)
     assert towers.layers.conv1.weight.shape == (16, 1, 5, 5) and towers.layers.conv2.groups == 1
     assert towers.layers.fc8.weight.shape == (5, 512) and towers.gather_before[:9] == [False] * 8 + [True]
+    optimizer = mc.optim.SGD(towers.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="does not write checkpoints of a TowerParallel"):
-        mc.fit(towers, D.DataLoader(toy(), 4), 1, mc.optim.SGD(towers.parameters(), lr=0.1), checkpoint="x.npz")
+        mc.fit(towers, D.DataLoader(toy(), 4), 1, optimizer, checkpoint="x.npz")
+    with pytest.raises(ValueError, match="trains on an unsharded loader"):
+        mc.fit(towers, D.DataLoader(toy(), 4, num_replicas=2, rank=1), 1, optimizer)
     three_groups = nn.Sequential(nn.Conv2d(3, 6, 3), nn.Conv2d(6, 6, 3, groups=3))
     with pytest.raises(ValueError, match="groups=3"):
         distributed.TowerParallel(three_groups, world)
