@@ -319,14 +319,14 @@ def dropout(x, p, seed, offset=0):
     return y
 
 
-def dropout2d(x, p, seed):
+def dropout2d(x, p, seed, offset=0):
     """Channel dropout of x: (N, C, H, W): plane (n, c) is kept, scaled by 1 / (1 - p), when
-    dropout_keep(seed, n*C + c, p) (one draw per plane, dropout's hash), zeroed otherwise."""
+    dropout_keep(seed, offset + n*C + c, p) (one draw per plane, dropout's hash), zeroed otherwise."""
     n_images, channels = x.shape[:2]
     y = np.zeros(x.shape)
     for n in range(n_images):
         for c in range(channels):
-            if dropout_keep(seed, n * channels + c, p):
+            if dropout_keep(seed, offset + n * channels + c, p):
                 y[n, c] = np.asarray(x[n, c], dtype=np.float64) / (1 - p)
     return y
 

@@ -28,7 +28,7 @@ import pytest
 
 import minicnn as mc
 from minicnn import data as D
-from minicnn import distributed, nn
+from minicnn import distributed, naive, nn
 
 import distributed_worker as W
 
@@ -282,6 +282,15 @@ def test_towers_refuse_what_they_cannot_split(monkeypatch):
         distributed.TowerParallel(nn.Sequential(nn.Conv2d(3, 6, 3), nn.Sigmoid()), world)
     with pytest.raises(TypeError, match="takes a Sequential"):
         distributed.TowerParallel(nn.Conv2d(3, 6, 3), world)
+
+
+def test_channel_dropout_of_a_slice_of_the_batch_is_the_slice_of_the_batch_mask():
+    x = np.random.default_rng(2).standard_normal((5, 6, 3, 3)) + 4.0
+    whole = mc.functional.dropout2d(mc.Tensor(x), 0.5, seed=11).numpy()
+    with mc.random.first_sample(2):      # a rank holding images 2..4 of the global batch
+        part = mc.functional.dropout2d(mc.Tensor(x[2:]), 0.5, seed=11).numpy()
+    np.testing.assert_array_equal(part, whole[2:])
+    np.testing.assert_allclose(part, naive.dropout2d(x[2:], 0.5, 11, offset=2 * 6), rtol=1e-15)
 
 
 def test_gradient_buckets_keep_one_dtype_and_about_the_size_asked():

@@ -119,7 +119,7 @@ def test_dropout2d_drops_whole_channels_with_the_dropout_hash(backend):
     x = np.random.default_rng(4).standard_normal((3, 8, 4, 5)) + 5.0           # never 0
     y = F.dropout2d(backend.tensor(x), p=0.4, seed=99)
     threshold, scale = mc_random.dropout_threshold_and_scale(0.4, np.dtype(np.float64))
-    keep = mc_random.dropout_mask((3, 8), threshold, 99)                      # one draw per (n, c)
+    keep = mc_random.dropout_mask((3, 8), threshold, 99, 0)                   # one draw per (n, c)
     expected = np.where(keep[:, :, None, None], x * scale, 0.0)
     backend.assert_close(y.data, expected, rtol=1e-15)
     backend.assert_close(y.data, naive.dropout2d(x, 0.4, 99), rtol=1e-15)
