@@ -146,7 +146,7 @@ def launch(ranks, args):
     options = ["--oversubscribe", "--bind-to", "none"] if "Open MPI" in version else []
     command = [mpiexec, *options, "-n", str(ranks), sys.executable, __file__, "--worker", "--device", args.device,
                "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--scaling", args.scaling] + (["--bare-allreduce"] if args.bare_allreduce else [])
+               str(args.warmup), "--scaling", args.scaling] + ([] if args.bare_allreduce else ["--no-bare-allreduce"])
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
@@ -182,7 +182,6 @@ def build_parser():
     parser.add_argument("--threads", type=int, default=0, help="BLAS/OpenMP threads per rank (default cores/ranks)")
     parser.add_argument("--no-bare-allreduce", dest="bare_allreduce", action="store_false",
                         help="skip the all-reduce of model-sized buffers without compute")
-    parser.add_argument("--bare-allreduce", dest="bare_allreduce", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default="runs/scaling.json", help="where the results go")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
