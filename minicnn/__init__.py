@@ -9,6 +9,7 @@ from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cud
 from . import functional, nn, models
 from .random import manual_seed
 from .summary import summary
+from .graph import draw_graph, record_gradient_norms
 from .gradcheck import gradcheck
 from . import optim, data, distributed
 from .training import fit, evaluate, History

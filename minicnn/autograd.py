@@ -37,6 +37,7 @@ import contextlib
 import itertools
 
 _grad_enabled = True
+_current_module = None      # the innermost Module whose forward is running (nodes remember it)
 
 
 @contextlib.contextmanager
@@ -67,6 +68,19 @@ def enable_grad():
 
 def is_grad_enabled():
     return _grad_enabled
+
+
+@contextlib.contextmanager
+def module_scope(module):
+    """While ``module``'s forward runs, the nodes it records remember it (``node.module``),
+    so a drawing can group a network's ops by layer."""
+    global _current_module
+    previous = _current_module
+    _current_module = module
+    try:
+        yield
+    finally:
+        _current_module = previous
 
 
 class RemovableHandle:
@@ -102,6 +116,7 @@ class Function:
       needs_input_grad  one bool per forward argument: is it a Tensor that requires grad?
       next_functions    one entry per forward argument: the node its gradient goes to, or None
       output_shape      the shape of the output (what a graph drawing shows)
+      module            the Module whose forward recorded the node, or None
       save_for_backward(*arrays) / saved_tensors: the arrays backward needs
       hyper-parameters: plain attributes (ctx.stride = ...)
     """
@@ -110,6 +125,7 @@ class Function:
         self.needs_input_grad = ()
         self.next_functions = ()
         self.output_shape = ()
+        self.module = None
         self._saved = ()
         self._saved_inputs = ()      # (input Tensor, its version) for inputs whose arrays were saved
         self._released = False
@@ -174,6 +190,7 @@ class Function:
 
         args = cls.check(*args)
         ctx = cls()
+        ctx.module = _current_module
         recording = _grad_enabled
         ctx.needs_input_grad = tuple(recording and isinstance(a, Tensor) and a.requires_grad for a in args)
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]

@@ -5,7 +5,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
-from ..autograd import Function, RemovableHandle, is_grad_enabled
+from ..autograd import Function, RemovableHandle, is_grad_enabled, module_scope
 from ..tensor import Parameter, Tensor
 
 
@@ -76,7 +76,8 @@ class Module:
         if self._backward_hooks and is_grad_enabled():
             call = _BackwardHookCall(self, args)
             args = call.wrap_inputs(args)
-        out = self.forward(*args, **kwargs)
+        with module_scope(self):
+            out = self.forward(*args, **kwargs)
         if call is not None:
             out = call.wrap_output(out)
         for hook in list(self._forward_hooks.values()):
