@@ -38,6 +38,7 @@ import itertools
 
 _grad_enabled = True
 _current_module = None      # the innermost Module whose forward is running (nodes remember it)
+_observers = []             # who watches ops run: mc.trace, the ONNX exporter (see observe below)
 
 
 @contextlib.contextmanager
@@ -81,6 +82,21 @@ def module_scope(module):
         yield
     finally:
         _current_module = previous
+
+
+@contextlib.contextmanager
+def observe(observer):
+    """Inside this block ``observer`` sees every op run:
+
+        observer.op_started(node, phase)                      phase: "forward" or "backward"
+        observer.op_finished(node, phase, inputs, output)     forward: the apply() arguments and the
+                                                              output Tensor; backward: None, None
+    mc.trace times ops this way; the ONNX exporter records the forward graph with it."""
+    _observers.append(observer)
+    try:
+        yield observer
+    finally:
+        _observers.remove(observer)
 
 
 class RemovableHandle:
@@ -194,6 +210,8 @@ class Function:
         recording = _grad_enabled
         ctx.needs_input_grad = tuple(recording and isinstance(a, Tensor) and a.requires_grad for a in args)
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        for observer in _observers:
+            observer.op_started(ctx, "forward")
         out = cls.forward(ctx, *arrays)
         extra = ()
         if isinstance(out, tuple):
@@ -210,7 +228,9 @@ class Function:
         else:
             ctx.release()                # no graph: nothing will read what forward saved
         if extra:
-            return (result,) + tuple(Tensor(e) for e in extra)
+            result = (result,) + tuple(Tensor(e) for e in extra)
+        for observer in _observers:
+            observer.op_finished(ctx, "forward", args, result)
         return result
 
 
@@ -275,7 +295,11 @@ def backward(root_node, grad, retain_graph=False):
             retained.grad = grad if retained.grad is None else retained.grad + grad
         if node._released:
             node.saved_tensors        # raises the "second time" error
+        for observer in _observers:
+            observer.op_started(node, "backward")
         input_grads = type(node).backward(node, grad)
+        for observer in _observers:
+            observer.op_finished(node, "backward", None, None)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.next_functions):
