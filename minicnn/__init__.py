@@ -2,7 +2,7 @@
 
 from .tensor import Tensor, Parameter, tensor, no_grad, enable_grad, is_grad_enabled
 from .autograd import Function
-from .creation import zeros, ones, full, rand, randn, arange
+from .creation import zeros, ones, full, rand, randn, arange, from_dlpack
 from .ops.tensor_ops import cat, stack
 from .device import cuda_available
 from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader
@@ -15,3 +15,4 @@ from . import optim, data, distributed
 from .training import fit, evaluate, History
 from .checkpoint import save, load
 from . import transfer, weights
+from . import onnx

@@ -1,4 +1,4 @@
-"""Making tensors: mc.zeros, ones, full, rand, randn, arange (PyTorch's names).
+"""Making tensors: mc.zeros, ones, full, rand, randn, arange (PyTorch's names), and mc.from_dlpack.
 
 The default dtype is float32, as for a Tensor made from Python numbers; random
 tensors draw from minicnn's generator (mc.manual_seed), so they repeat.
@@ -53,3 +53,21 @@ def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=Fal
     if dtype is None and values.dtype.kind in "iu":
         dtype = np.int64
     return _make(values, dtype, device, requires_grad)
+
+
+DLPACK_CPU, DLPACK_CUDA = 1, 2      # DLPack's device types (kDLCPU, kDLCUDA)
+
+
+def from_dlpack(obj, requires_grad=False):
+    """A Tensor sharing the memory of ``obj`` (a torch tensor, a NumPy or CuPy array, anything
+    with __dlpack__): changes through one are seen through the other."""
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(obj).__name__} does not support the DLPack protocol")
+    device_type = obj.__dlpack_device__()[0]
+    if device_type == DLPACK_CPU:
+        array = np.from_dlpack(obj)
+    elif device_type == DLPACK_CUDA:
+        array = _device._cupy().from_dlpack(obj)
+    else:
+        raise ValueError(f"from_dlpack: DLPack device type {device_type} is neither the CPU (1) nor CUDA (2)")
+    return Tensor(array, requires_grad=requires_grad)

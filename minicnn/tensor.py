@@ -177,6 +177,15 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
+    # ----------------------------------------------------------------- DLPack (zero-copy exchange)
+    def __dlpack__(self, **kwargs):
+        """The array's DLPack capsule: torch.from_dlpack(t), numpy.from_dlpack(t) and
+        cupy.from_dlpack(t) share this tensor's memory."""
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
     # ------------------------------------------------------- devices, dtypes
     def to(self, target):
         """This tensor on a device ("cpu", "cuda") or as a dtype (np.float64, ...); gradients flow back."""

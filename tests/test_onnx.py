@@ -1,0 +1,174 @@
+"""ONNX export (checked by onnx.checker and run by ONNX Runtime), import (from minicnn's and PyTorch's
+exporters), and DLPack exchange."""
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'minicnn[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'minicnn[onnx]')")
+
+
+def run_onnxruntime(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def logits(model, x):
+    with mc.no_grad():
+        return model(mc.Tensor(x)).numpy()
+
+
+def tolerance(reference):
+    # float32 sums in another order: relative to the largest logit, a few ulps per accumulated product
+    return dict(rtol=0, atol=1e-5 * max(1.0, float(np.abs(reference).max())))
+
+
+ZOO = [
+    ("alexnet_small", lambda: mc.models.alexnet_small(), (2, 1, 28, 28)),
+    ("alexnet", lambda: mc.models.alexnet(num_classes=20), (2, 3, 227, 227)),
+    ("vgg16 at 32x32", lambda: mc.models.vgg16(num_classes=10), (2, 3, 32, 32)),
+    ("alexnet_torchvision", lambda: mc.models.alexnet_torchvision(num_classes=7), (2, 3, 224, 224)),
+]
+
+
+@pytest.mark.parametrize("name, build, shape", ZOO, ids=[z[0] for z in ZOO])
+def test_every_zoo_model_exports_runs_in_onnxruntime_and_round_trips(tmp_path, name, build, shape):
+    mc.manual_seed(0)
+    model = build().eval()
+    path = tmp_path / "model.onnx"
+    proto = mc.onnx.export(model, np.zeros(shape, np.float32), path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    initializers = {t.name for t in proto.graph.initializer}
+    assert set(model.state_dict()) <= initializers                    # the state_dict's names
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    x = np.random.default_rng(1).standard_normal((3,) + shape[1:]).astype(np.float32)   # another batch size
+    expected = logits(model, x)
+    np.testing.assert_allclose(run_onnxruntime(path, x), expected, **tolerance(expected))
+    back = mc.onnx.load(path)
+    np.testing.assert_allclose(logits(back, x), expected, **tolerance(expected))
+    assert list(back.state_dict()) == list(model.state_dict())
+
+
+@pytest.mark.parametrize("divide_alpha_by_size", [False, True])
+def test_lrn_alpha_is_converted_to_onnx_convention(tmp_path, divide_alpha_by_size):
+    # alpha near 1 makes the paper's and Caffe's conventions differ by far more than rounding
+    model = mc.nn.Sequential(mc.nn.LocalResponseNorm(5, alpha=0.8, beta=0.75, k=1.5,
+                                                     divide_alpha_by_size=divide_alpha_by_size), mc.nn.Flatten())
+    x = np.random.default_rng(2).standard_normal((2, 7, 3, 3)).astype(np.float32) * 2
+    mc.onnx.export(model, x, tmp_path / "lrn.onnx")
+    np.testing.assert_allclose(run_onnxruntime(tmp_path / "lrn.onnx", x), logits(model, x), rtol=1e-5, atol=1e-6)
+    lrn = [n for n in onnx.load(str(tmp_path / "lrn.onnx")).graph.node if n.op_type == "LRN"][0]
+    alpha = [a.f for a in lrn.attribute if a.name == "alpha"][0]
+    assert alpha == pytest.approx(0.8 if divide_alpha_by_size else 0.8 * 5)
+
+
+class Branches(mc.nn.Module):
+    """Not a Sequential: two branches, constants, concatenation and softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.left = mc.nn.Conv2d(3, 4, 3, padding=1)
+        self.right = mc.nn.Conv2d(3, 4, 1)
+        self.head = mc.nn.Linear(8, 5)
+
+    def forward(self, x):
+        joined = mc.cat([F.relu(self.left(x)) * 2.0, F.sigmoid(self.right(x)) - 0.5], axis=1)
+        return F.log_softmax(self.head(F.global_avg_pool2d(joined)), axis=1)
+
+
+def test_any_module_exports_not_only_sequential(tmp_path):
+    model = Branches()
+    x = np.random.default_rng(3).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    proto = mc.onnx.export(model, x, tmp_path / "branches.onnx")
+    assert {"Concat", "GlobalAveragePool", "LogSoftmax", "Mul", "Sub", "Sigmoid"} <= {n.op_type for n in proto.graph.node}
+    expected = logits(model, x)
+    np.testing.assert_allclose(run_onnxruntime(tmp_path / "branches.onnx", x), expected, rtol=1e-5, atol=1e-6)
+    back = mc.onnx.load(tmp_path / "branches.onnx")
+    np.testing.assert_allclose(logits(back, x), expected, rtol=1e-5, atol=1e-6)
+    assert sorted(back.state_dict()) == sorted(model.state_dict())      # constants are not parameters
+
+
+def test_an_op_without_mapping_is_named_with_its_layer():
+    class Slicer(mc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = mc.nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return self.conv(x)[:, :1]
+
+    with pytest.raises(NotImplementedError, match=r"GetItem in the model's forward"):
+        mc.onnx.to_onnx(Slicer(), np.zeros((1, 1, 5, 5), np.float32))
+
+
+def test_imported_model_trains_with_minicnn_autograd(tmp_path):
+    model = mc.models.alexnet_small()
+    mc.onnx.export(model, np.zeros((2, 1, 28, 28), np.float32), tmp_path / "m.onnx")
+    back = mc.onnx.load(tmp_path / "m.onnx")
+    loss = F.cross_entropy(back(mc.Tensor(np.ones((2, 1, 28, 28), np.float32))), np.array([1, 2]))
+    loss.backward()
+    assert back.conv1.weight.grad.shape == (32, 1, 5, 5)
+
+
+def test_unsupported_onnx_nodes_are_listed_at_once(tmp_path):
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Relu", ["input"], ["a"], name="fine"),
+             helper.make_node("Resize", ["a", "", "scales"], ["b"], name="upsample"),
+             helper.make_node("Erf", ["b"], ["output"], name="gelu_part")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              initializer=[helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])])
+    with pytest.raises(NotImplementedError, match=r"Resize \(node 'upsample'\), Erf \(node 'gelu_part'\)"):
+        mc.onnx.load(helper.make_model(graph))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")     # torch's TorchScript exporter, kept for its ops
+def test_a_model_exported_by_pytorch_loads():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 6, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2),
+        torch.nn.Conv2d(6, 8, 3, stride=2), torch.nn.LeakyReLU(0.1), torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8, 5), torch.nn.Tanh()).eval()
+    x = torch.randn(2, 4, 15, 15)
+    import io
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (x,), buffer, dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}})
+    model = mc.onnx.load(onnx.load_from_string(buffer.getvalue()))
+    assert "0.weight" in model.state_dict()
+    batch = torch.randn(3, 4, 15, 15)
+    with torch.no_grad():
+        expected = net(batch).numpy()
+    np.testing.assert_allclose(logits(model, batch.numpy()), expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- DLPack
+def test_dlpack_shares_memory_with_torch_both_ways():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    source = torch.arange(6, dtype=torch.float32)
+    ours = mc.from_dlpack(source)
+    ours.data[0] = 42.0                      # a change through minicnn ...
+    assert source[0].item() == 42.0          # ... is seen by torch
+    theirs = torch.from_dlpack(ours)
+    theirs[1] = -1.0
+    assert ours.data[1] == -1.0
+    assert ours.__dlpack_device__() == (1, 0)
+    with pytest.raises(TypeError, match="does not support the DLPack protocol"):
+        mc.from_dlpack([1.0, 2.0])
+
+
+@pytest.mark.gpu
+def test_dlpack_on_the_gpu_with_cupy():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    source = cupy.arange(4, dtype=cupy.float32)
+    ours = mc.from_dlpack(source)
+    assert ours.device == "cuda"
+    ours.data[0] = 7.0
+    assert float(source[0]) == 7.0
+    back = cupy.from_dlpack(ours)
+    back[2] = -3.0
+    assert float(ours.data[2]) == -3.0
