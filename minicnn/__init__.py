@@ -10,6 +10,7 @@ from . import functional, nn, models
 from .random import manual_seed
 from .summary import summary
 from .graph import draw_graph, record_gradient_norms
+from .explain import explain
 from .gradcheck import gradcheck
 from . import optim, data, distributed
 from .training import fit, evaluate, History
