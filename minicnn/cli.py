@@ -1,4 +1,4 @@
-"""The command line: python -m minicnn train | evaluate | summary | transfer.
+"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | explain.
 
     python -m minicnn train                      # the main job: small AlexNet on 5,000 MNIST digits
     python -m minicnn train --dataset folder:~/photos --model alexnet --epochs 30
@@ -6,6 +6,9 @@
     python -m minicnn summary alexnet
     python -m minicnn transfer --help
     mpiexec -n 2 python -m minicnn train           # data parallel: the same run on two processes
+    python -m minicnn export runs/<timestamp>/checkpoint.npz model.onnx
+    python -m minicnn graph alexnet_small
+    python -m minicnn explain conv2d
 
 Exit status: 0 when done; 2 when the command line asks for something that cannot
 work (argparse's convention: a bad option, a missing folder or file, a file that is
@@ -297,19 +300,35 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     return 0
 
 
+def read_run_checkpoint(path):
+    """(state, extra) of a checkpoint written by `train`, or a UsageError saying why not."""
+    import minicnn as mc
+    with user_input():
+        state = mc.load(path, restore_rng=False)
+    extra = state["extra"] or {}
+    missing = [k for k in ("model", "dataset", "seed", "classes", "channels", "recipe", "normalize") if k not in extra]
+    if missing:
+        raise UsageError(f"{path} was not written by 'python -m minicnn train' (it lacks {missing}); "
+                         "load it with mc.load in Python instead")
+    return state, extra
+
+
+def model_of_run(path, extra):
+    """The network a `train` run trained, with the checkpoint's weights."""
+    import minicnn as mc
+    with user_input(f"the checkpoint {path}"):
+        model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
+        mc.load(path, model, restore_rng=False)
+    return model
+
+
 def evaluate_command(args):
     import minicnn as mc
     from . import data as D
 
     device = choose_device(args.device)
     world = mc.distributed.init(device)      # under mpiexec: each rank evaluates its share of the test set
-    with user_input():
-        state = mc.load(args.checkpoint, restore_rng=False)
-    extra = state["extra"] or {}
-    missing = [k for k in ("model", "dataset", "seed", "classes", "channels", "recipe", "normalize") if k not in extra]
-    if missing:
-        raise UsageError(f"{args.checkpoint} was not written by 'python -m minicnn train' (it lacks {missing}); "
-                         "load it with mc.load in Python instead")
+    state, extra = read_run_checkpoint(args.checkpoint)
     record = extra.get("test_set")
     if record is None and extra["dataset"].startswith("folder:"):
         raise UsageError(f"{args.checkpoint} does not record which images of {extra['dataset']} were held out "
@@ -324,8 +343,7 @@ def evaluate_command(args):
                 test = recorded_test_set(record, extra["model"], test)
         normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
         _, test_tf, ten_tf = make_transforms(extra["recipe"], normalize)
-        model = build_model(extra["model"], len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
-        mc.load(args.checkpoint, model, restore_rng=False)
+    model = model_of_run(args.checkpoint, extra)
     model.to(device)
     loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf,
                           num_replicas=world.size, rank=world.rank)
@@ -362,6 +380,48 @@ def summary_command(args):
                          + (" (the paper's '224' does not give conv1's 55x55)" if name == "alexnet" else "")
                          + ("; --no-top keeps only the convolutional layers, which take more sizes"
                             if not args.no_top and name != "alexnet_small" else "")) from e
+    return 0
+
+
+def export_command(args):
+    import minicnn as mc
+    _, extra = read_run_checkpoint(args.checkpoint)
+    model = model_of_run(args.checkpoint, extra)
+    crop = extra["recipe"]["crop"]
+    example = np.zeros((2, extra["channels"], crop, crop), np.float32)   # two images: the batch stays symbolic
+    with user_input(f"writing {args.output}"):
+        mc.onnx.export(model, example, args.output, opset=args.opset)
+    print(f"wrote {args.output}: {extra['model']} for {extra['channels']}x{crop}x{crop} inputs (normalized as in "
+          f"training: mean {extra['normalize']['mean']}, std {extra['normalize']['std']}), input 'input', "
+          f"output 'output' ({len(extra['classes'])} logits), opset {args.opset}")
+    return 0
+
+
+def graph_command(args):
+    import minicnn as mc
+    import minicnn.functional as F
+    name = args.model
+    model = getattr(mc.models, name)(num_classes=10)
+    shape = ZOO[name]
+    images = mc.Tensor(mc.random.generator().standard_normal((2,) + shape).astype(np.float32))
+    loss = F.cross_entropy(model(images), np.array([0, 1]))     # one training step's graph
+    mc.record_gradient_norms(loss)
+    loss.backward()
+    out = args.out or os.path.join("runs", f"graph_{name}.png")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with user_input(f"writing {out}"):
+        dot = mc.draw_graph(loss, out, model=model, depth=args.depth)
+    ops = sum(1 for line in dot.splitlines() if "shape=box" in line)
+    leaves = sum(1 for line in dot.splitlines() if "shape=ellipse" in line)
+    print(f"wrote {out}: one training step of {name} on 2 images of {'x'.join(map(str, shape))}, "
+          f"{ops} op boxes and {leaves} parameters, gradient norms after backward")
+    return 0
+
+
+def explain_command(args):
+    import minicnn as mc
+    with user_input():
+        mc.explain(args.op)
     return 0
 
 
@@ -444,6 +504,34 @@ def build_parser():
 
     commands.add_parser("transfer", help="transfer learning from few examples (its own options: transfer --help)",
                         add_help=False)
+
+    export = commands.add_parser(
+        "export", parents=[common], formatter_class=HelpFormatter, help="write a trained network as an ONNX file",
+        description="Write the network of a checkpoint written by 'train' as an ONNX file (needs the onnx "
+                    "package: pip install \"minicnn[onnx]\"); see docs/onnx.md.")
+    export.add_argument("checkpoint", help="a checkpoint.npz written by 'train'")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--opset", type=_positive_int, default=18, help="the ONNX opset version")
+
+    graph = commands.add_parser(
+        "graph", parents=[common], formatter_class=HelpFormatter,
+        help="draw the autograd graph of one training step",
+        description="Draw the graph one training step of a zoo model records (ops, parameters, shapes and, "
+                    "after backward, gradient norms), with Graphviz's dot when installed, else matplotlib.")
+    graph.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models)")
+    graph.add_argument("--out", default=None, help="the picture (.png, .svg, .pdf) or .dot file "
+                                                   "(default: runs/graph_<model>.png)")
+    graph.add_argument("--depth", type=_positive_int, default=None,
+                       help="collapse each layer at this depth of the model into one box (1: one box per layer)")
+
+    explain = commands.add_parser(
+        "explain", parents=[common], formatter_class=HelpFormatter,
+        help="an op's formula, its derivative, and where its three definitions are",
+        description="Print an op's forward formula and backward derivative, and the file:line of its plain-loop "
+                    "definition (minicnn/naive.py), its NumPy reference and its CUDA kernels; docs/ops/ has "
+                    "the whole page.")
+    explain.add_argument("op", help="conv2d, linear, max_pool2d, avg_pool2d, local_response_norm, relu, dropout, "
+                                    "cross_entropy, sgd or adam")
     return parser
 
 
@@ -487,7 +575,9 @@ def _main(argv):
         if argv and argv[0] == "transfer":  # the demo parses its own options
             return transfer_command([a for a in argv[1:] if a != "--debug"])
         args = build_parser().parse_args(argv)
-        return {"train": train_command, "evaluate": evaluate_command, "summary": summary_command}[args.command](args)
+        commands = {"train": train_command, "evaluate": evaluate_command, "summary": summary_command,
+                    "export": export_command, "graph": graph_command, "explain": explain_command}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         if debug:
             raise

@@ -101,7 +101,7 @@ def subcommand_parsers():
     return {name: p for name, p in commands.choices.items() if name != "transfer"}
 
 
-@pytest.mark.parametrize("name", ["train", "evaluate", "summary"])
+@pytest.mark.parametrize("name", ["train", "evaluate", "summary", "export", "graph", "explain"])
 def test_help_says_what_every_option_does_and_its_default(name, capsys):
     parser = subcommand_parsers()[name]
     for action in parser._actions:
@@ -202,3 +202,38 @@ def test_a_missing_matplotlib_stops_train_before_it_trains(tmp_path, capsys, mon
     code, _, err = run(capsys, "train", "--dataset", "digits", "--out", str(tmp_path / "run"))
     assert code == 2 and "pip install matplotlib" in one_error_line(err)
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ export, graph, explain
+def test_export_writes_the_trained_network_that_onnxruntime_runs(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'minicnn[onnx]')")
+    import minicnn as mc
+    code, _, _ = run(capsys, "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert code == 0
+    checkpoint = str(tmp_path / "run" / "checkpoint.npz")
+    code, out, _ = run(capsys, "export", checkpoint, str(tmp_path / "model.onnx"))
+    assert code == 0 and "alexnet_small for 1x24x24 inputs" in out
+    state, extra = cli.read_run_checkpoint(checkpoint)
+    model = cli.model_of_run(checkpoint, extra).eval()
+    images = np.random.default_rng(0).standard_normal((5, 1, 24, 24)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    with mc.no_grad():
+        expected = model(mc.Tensor(images)).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": images})[0], expected, rtol=0, atol=1e-5)
+    code, _, err = run(capsys, "export", str(tmp_path / "model.onnx"), str(tmp_path / "again.onnx"))
+    assert code == 2 and "not a minicnn checkpoint" in one_error_line(err)
+
+
+def test_graph_draws_one_training_step(tmp_path, capsys):
+    code, out, _ = run(capsys, "graph", "alexnet_small", "--out", str(tmp_path / "g.dot"))
+    assert code == 0 and "24 op boxes and 16 parameters" in out
+    assert (tmp_path / "g.dot").read_text().count("|grad|") == 24 + 16
+    code, out, _ = run(capsys, "graph", "alexnet_small", "--depth", "1", "--out", str(tmp_path / "g.png"))
+    assert code == 0 and (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_explain_prints_the_op_and_refuses_unknown_names(capsys):
+    code, out, _ = run(capsys, "explain", "max_pool2d")
+    assert code == 0 and "csrc/pool.cuh" in out and "minicnn/naive.py" in out
+    code, _, err = run(capsys, "explain", "conv3d")
+    assert code == 2 and "no op named 'conv3d'" in one_error_line(err)

@@ -80,6 +80,12 @@ CHECKS = {
     "python -m minicnn transfer --out runs/transfer": ("parse", "as above"),
     "python -m minicnn transfer --help": ("run", "help text"),
     "python benchmarks/conv_bench.py --layers conv3": ("small", "--batch 1 --repeats 1 --warmup 0, no JSON"),
+    f"python -m minicnn export {CHECKPOINT} model.onnx": ("run", "on the fixture's checkpoint; ONNX Runtime "
+                                                                  "runs the file in tests/test_cli.py"),
+    "python -m minicnn graph alexnet_small": ("run", "with --out in a temporary folder"),
+    "python -m minicnn explain conv2d": ("run", "prints the three definitions' files"),
+    'pip install "minicnn[onnx]"': ("setup", "the extra 'onnx' exists in setup.py"),
+    "pip install netron": ("setup", "a PyPI package for viewing ONNX files; not a dependency"),
     "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
     # ---- several processes (docs/distributed.md)
     'pip install -e ".[train,distributed]"': ("setup", "the extras 'train' and 'distributed' exist; .ci/run installs "
@@ -180,6 +186,19 @@ def test_summary_commands_run_as_written(command, promise, capsys):
     assert promise in capsys.readouterr().out
 
 
+def test_export_graph_and_explain_commands_run_as_written(digits_run, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'minicnn[onnx]')")
+    monkeypatch.chdir(tmp_path)
+    export = next(c for c in CHECKS if c.startswith("python -m minicnn export"))
+    argv = [str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in minicnn_argv(export)]
+    assert cli.main(argv) == 0 and (tmp_path / "model.onnx").is_file()
+    assert cli.main(minicnn_argv("python -m minicnn graph alexnet_small")) == 0
+    assert (tmp_path / "runs" / "graph_alexnet_small.png").is_file()
+    capsys.readouterr()
+    assert cli.main(minicnn_argv("python -m minicnn explain conv2d")) == 0
+    assert "csrc/im2col.cuh" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", ["python -m minicnn train --help", "python -m minicnn transfer --help"])
 def test_help_commands_run_as_written(command, capsys):
     with pytest.raises(SystemExit) as e:
@@ -215,7 +234,7 @@ def test_setup_commands_name_what_exists():
     setup = (ROOT / "setup.py").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     for command, (kind, _) in CHECKS.items():
-        for extras in re.findall(r'"\.\[([\w,]+)\]"', command):
+        for extras in re.findall(r'"(?:\.|minicnn)\[([\w,]+)\]"', command):
             for extra in extras.split(","):
                 assert f'"{extra}":' in setup, f"{command}: setup.py has no extra {extra!r}"
         for variable in re.findall(r"\b(MINICNN_\w+)=", command):
