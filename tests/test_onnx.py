@@ -31,7 +31,20 @@ ZOO = [
     ("alexnet", lambda: mc.models.alexnet(num_classes=20), (2, 3, 227, 227)),
     ("vgg16 at 32x32", lambda: mc.models.vgg16(num_classes=10), (2, 3, 32, 32)),
     ("alexnet_torchvision", lambda: mc.models.alexnet_torchvision(num_classes=7), (2, 3, 224, 224)),
+    ("resnet18 at 64x64", lambda: trained_statistics(mc.models.resnet18(num_classes=6)), (2, 3, 64, 64)),
+    ("vgg16_bn at 32x32", lambda: trained_statistics(mc.models.vgg16_bn(num_classes=5)), (2, 3, 32, 32)),
 ]
+
+
+def trained_statistics(model):
+    """BatchNorm's running statistics moved off their start (mean 0, var 1), so the export must carry them."""
+    rng = np.random.default_rng(5)
+    for name, buffer in model.named_buffers():
+        if name.endswith("running_mean"):
+            buffer.data = rng.standard_normal(buffer.shape).astype(np.float32) * 0.1
+        elif name.endswith("running_var"):
+            buffer.data = rng.uniform(0.5, 2.0, buffer.shape).astype(np.float32)
+    return model
 
 
 @pytest.mark.parametrize("name, build, shape", ZOO, ids=[z[0] for z in ZOO])
@@ -42,14 +55,27 @@ def test_every_zoo_model_exports_runs_in_onnxruntime_and_round_trips(tmp_path, n
     proto = mc.onnx.export(model, np.zeros(shape, np.float32), path)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     initializers = {t.name for t in proto.graph.initializer}
-    assert set(model.state_dict()) <= initializers                    # the state_dict's names
+    # the state_dict's names (num_batches_tracked only moves momentum=None's average: not part of inference)
+    assert {k for k in model.state_dict() if not k.endswith("num_batches_tracked")} <= initializers
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     x = np.random.default_rng(1).standard_normal((3,) + shape[1:]).astype(np.float32)   # another batch size
     expected = logits(model, x)
     np.testing.assert_allclose(run_onnxruntime(path, x), expected, **tolerance(expected))
     back = mc.onnx.load(path)
     np.testing.assert_allclose(logits(back, x), expected, **tolerance(expected))
-    assert list(back.state_dict()) == list(model.state_dict())
+    assert sorted(k for k in back.state_dict() if not k.endswith("num_batches_tracked")) == \
+        sorted(k for k in model.state_dict() if not k.endswith("num_batches_tracked"))
+
+
+def test_pooling_options_export(tmp_path):
+    model = mc.nn.Sequential(mc.nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+                             mc.nn.AvgPool2d(2, 2, padding=(0, 1, 1, 0), ceil_mode=True, count_include_pad=False),
+                             mc.nn.Flatten())
+    x = np.random.default_rng(4).standard_normal((2, 3, 10, 9)).astype(np.float32)
+    mc.onnx.export(model, x, tmp_path / "pool.onnx")
+    expected = logits(model, x)
+    np.testing.assert_allclose(run_onnxruntime(tmp_path / "pool.onnx", x), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(logits(mc.onnx.load(tmp_path / "pool.onnx"), x), expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("divide_alpha_by_size", [False, True])
@@ -130,9 +156,13 @@ def test_a_model_exported_by_pytorch_loads():
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(4, 6, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2),
+        torch.nn.Conv2d(4, 6, 3, padding=1, groups=2), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2),
         torch.nn.Conv2d(6, 8, 3, stride=2), torch.nn.LeakyReLU(0.1), torch.nn.AvgPool2d(2),
-        torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8, 5), torch.nn.Tanh()).eval()
+        torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8, 5), torch.nn.Tanh())
+    with torch.no_grad():                   # BatchNorm statistics away from their start
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    net.eval()
     x = torch.randn(2, 4, 15, 15)
     import io
     buffer = io.BytesIO()

@@ -119,19 +119,39 @@ def _linear(b, node, args, out):
     return b.node("Gemm", inputs, transB=1)
 
 
+def _floor_pads(b, node, x, kernel, stride, padding, out, counted):
+    """Pooling pads for ONNX with floor rounding that give minicnn's output size.
+
+    ceil_mode in minicnn follows PyTorch, which drops a last window that would start in
+    the end padding; ONNX's ceil_mode keeps it. So ceil_mode is exported as floor
+    rounding with the end padding the kept windows need (ignored by max pooling, not
+    counted by average pooling with count_include_pad=False)."""
+    top, bottom, left, right = padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
+    ends = []
+    for size, k, s, begin, end, n_out in ((x.shape[2], kernel[0], stride[0], top, bottom, out.shape[2]),
+                                          (x.shape[3], kernel[1], stride[1], left, right, out.shape[3])):
+        needed = max(end, (n_out - 1) * s + k - size - begin)
+        if needed > end and counted:
+            raise NotImplementedError(f"AvgPool2d with ceil_mode and count_include_pad in {b.layer(node)}: ONNX "
+                                      "would count the padding its last window needs")
+        ends.append(needed)
+    return [top, left, ends[0], ends[1]]
+
+
 def _max_pool(b, node, args, out):
-    x, kernel, stride, padding = args[:4]
-    ceil_mode = int(bool(args[4])) if len(args) > 4 else 0
-    return b.node("MaxPool", [b.value(x)], kernel_shape=list(kernel), strides=list(stride), pads=_pads(padding),
-                  ceil_mode=ceil_mode)
+    x, kernel, stride, padding, ceil_mode, return_indices = args
+    if return_indices:
+        raise NotImplementedError(f"MaxPool2d with return_indices in {b.layer(node)}: ONNX's indices count "
+                                  "across the whole tensor, minicnn's within each (N, C) plane")
+    return b.node("MaxPool", [b.value(x)], kernel_shape=list(kernel), strides=list(stride),
+                  pads=_floor_pads(b, node, x, kernel, stride, padding, out, counted=False))
 
 
 def _avg_pool(b, node, args, out):
-    x, kernel, stride, padding = args[:4]
-    ceil_mode = int(bool(args[4])) if len(args) > 4 else 0
-    count_include_pad = int(bool(args[5])) if len(args) > 5 else 1
+    x, kernel, stride, padding, ceil_mode, count_include_pad = args
+    pads = _floor_pads(b, node, x, kernel, stride, padding, out, counted=count_include_pad)
     return b.node("AveragePool", [b.value(x)], kernel_shape=list(kernel), strides=list(stride),
-                  pads=_pads(padding), ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+                  pads=pads, count_include_pad=int(count_include_pad))
 
 
 def _lrn(b, node, args, out):
@@ -221,12 +241,15 @@ def _cast(b, node, args, out):
 
 def _batch_norm(b, node, args, out):
     """Eval-mode BatchNorm (running statistics) as BatchNormalization."""
-    x, weight, bias, running_mean, running_var = args[:5]
+    x, running_mean, running_var, weight, bias, training, momentum, eps = args
+    if training:
+        raise NotImplementedError(f"BatchNorm with batch statistics in {b.layer(node)}: export normalises with "
+                                  "the running statistics (eval mode)")
     channels = x.shape[1]
     scale = b.value(weight) if weight is not None else b.constant(np.ones(channels, np.float32), "scale")
     shift = b.value(bias) if bias is not None else b.constant(np.zeros(channels, np.float32), "bias")
     return b.node("BatchNormalization", [b.value(x), scale, shift, b.value(running_mean), b.value(running_var)],
-                  epsilon=float(node.eps))
+                  epsilon=float(eps))
 
 
 CONVERTERS = {

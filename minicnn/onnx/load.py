@@ -101,11 +101,9 @@ def _gemm(args, a):
 def _pool(op):
     def run(args, a):
         kernel = tuple(a["kernel_shape"])
-        kwargs = {}
-        if a.get("ceil_mode", 0):
-            kwargs["ceil_mode"] = True
-        if op is F.avg_pool2d and not a.get("count_include_pad", 0) and any(a.get("pads", ())):
-            kwargs["count_include_pad"] = False
+        kwargs = {"ceil_mode": bool(a.get("ceil_mode", 0))}
+        if op is F.avg_pool2d:
+            kwargs["count_include_pad"] = bool(a.get("count_include_pad", 0))    # ONNX's default is 0
         return op(args[0], kernel, tuple(a.get("strides", kernel)), _pads_to_minicnn(a.get("pads"), kernel), **kwargs)
     return run
 
