@@ -166,10 +166,15 @@ def test_a_model_exported_by_pytorch_loads():
     x = torch.randn(2, 4, 15, 15)
     import io
     buffer = io.BytesIO()
+    # without constant folding torch keeps BatchNorm as its own node instead of folding it into the conv
     torch.onnx.export(net, (x,), buffer, dynamo=False, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "batch"}})
-    model = mc.onnx.load(onnx.load_from_string(buffer.getvalue()))
-    assert "0.weight" in model.state_dict()
+                      dynamic_axes={"x": {0: "batch"}}, do_constant_folding=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    assert "BatchNormalization" in {n.op_type for n in proto.graph.node}
+    model = mc.onnx.load(proto)
+    state = model.state_dict()
+    assert "0.weight" in state and "1.running_var" in state
+    assert "1.running_var" not in dict(model.named_parameters())      # statistics are buffers
     batch = torch.randn(3, 4, 15, 15)
     with torch.no_grad():
         expected = net(batch).numpy()
