@@ -84,6 +84,16 @@ def _relative(path):
     return str(path)
 
 
+def definition_line(path, name):
+    """The line of ``def name(`` in a Python file, or of ``MC_KERNEL name(`` in a csrc/ header, or None."""
+    pattern = rf"MC_KERNEL\s+{re.escape(name)}\s*\(" if str(path).endswith(".cuh") else \
+        rf"\s*def\s+{re.escape(name)}\s*\("
+    for number, text in enumerate(Path(path).read_text().splitlines(), start=1):
+        if re.match(pattern, text):
+            return number
+    return None
+
+
 def python_location(obj):
     """(file, line) of a function or method's ``def``."""
     obj = inspect.unwrap(obj)
@@ -93,11 +103,10 @@ def python_location(obj):
 
 def kernel_location(name):
     """(file, line) of ``MC_KERNEL name(`` in csrc/."""
-    pattern = re.compile(rf"^MC_KERNEL\s+{re.escape(name)}\s*\(")
     for path in sorted(csrc_dir().glob("*.cuh")):
-        for number, text in enumerate(path.read_text().splitlines(), start=1):
-            if pattern.match(text):
-                return _relative(path), number
+        line = definition_line(path, name)
+        if line is not None:
+            return _relative(path), line
     raise LookupError(f"no kernel named {name!r} in {csrc_dir()}")
 
 

@@ -36,3 +36,40 @@ def test_aliases_and_unknown_names():
     assert mc.explain("lrn", file=io.StringIO()).startswith("local_response_norm")
     with pytest.raises(ValueError, match="no op named 'conv3d'"):
         mc.explain("conv3d")
+
+
+# --------------------------------------------------------------------------- docs/ops: one page per op
+PAGES = ROOT / "docs" / "ops"
+LINK = re.compile(r"\[([\w.]+)\]\(\.\./\.\./([\w/.]+)#L(\d+)\)")
+
+
+def test_every_op_has_its_page():
+    for op, entry in explain_module.OPS.items():
+        assert (PAGES / entry[-1]).is_file(), f"docs/ops/{entry[-1]} is missing ({op})"
+
+
+def test_every_line_anchor_points_at_the_definition_it_names():
+    wrong = []
+    for page in sorted(PAGES.glob("*.md")):
+        for name, path, line in LINK.findall(page.read_text()):
+            actual = explain_module.definition_line(ROOT / path, name.split(".")[-1])
+            if actual != int(line):
+                wrong.append(f"{page.name}: [{name}]({path}#L{line}) should be #L{actual}")
+    assert not wrong, "run python scripts/update_op_anchors.py:\n" + "\n".join(wrong)
+
+
+def test_every_page_links_its_three_definitions_and_its_example_runs():
+    for page in sorted(PAGES.glob("*.md")):
+        if page.name == "README.md":
+            continue
+        text = page.read_text()
+        paths = {path for _, path, _ in LINK.findall(text)}
+        assert "minicnn/naive.py" in paths and "minicnn/backends/reference.py" in paths, page.name
+        assert any(p.startswith("csrc/") for p in paths), page.name
+        examples = re.findall(r"```python\n(.*?)```", text, re.S)
+        assert len(examples) == 1, page.name
+        previous = mc.get_cpu_backend()
+        try:
+            exec(compile(examples[0], str(page), "exec"), {"print": lambda *a, **k: None})
+        finally:
+            mc.set_cpu_backend(previous)
