@@ -1,7 +1,8 @@
 """minicnn's build: two C++ extensions from the one kernel source in csrc/.
 
-- minicnn._host  always: csrc/ compiled by the host C++ compiler (the grid-stride
-  loops walked by one thread), bound with pybind11. It needs no CUDA at all.
+- minicnn._host  always: csrc/ compiled by the host C++ compiler, bound with
+  pybind11; each kernel launch runs on OpenMP threads (one thread, said once
+  at build time, where the compiler has no OpenMP). It needs no CUDA at all.
 - minicnn._cuda  csrc/ compiled by nvcc plus cuBLAS GEMMs, bound with pybind11.
   Built when MINICNN_BUILD_CUDA=1, or (MINICNN_BUILD_CUDA unset) when nvcc,
   cuBLAS and a GPU are all found; MINICNN_BUILD_CUDA=0 skips it. Without a GPU
@@ -134,10 +135,39 @@ class BuildPy(build_py):
             shutil.copy2(header, target / header.name)
 
 
+def openmp_flags(compiler):
+    """(compile flags, link flags) that turn OpenMP on, or None when this compiler has none
+    (Apple's clang, say): then minicnn._host runs every kernel on one thread."""
+    import tempfile
+    from setuptools.errors import CompileError, LinkError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "openmp_check.cpp")
+        with open(source, "w") as f:
+            f.write("#include <omp.h>\nint main() { int n = 0;\n#pragma omp parallel\n"
+                    "{ n = omp_get_num_threads(); }\nreturn n > 0 ? 0 : 1; }\n")
+        # GCC and LLVM clang; then Apple's clang with Homebrew's libomp
+        for compile_flags, link_flags in ((["-fopenmp"], ["-fopenmp"]), (["-Xpreprocessor", "-fopenmp"], ["-lomp"])):
+            try:
+                objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
+                compiler.link_executable(objects, os.path.join(tmp, "openmp_check"), extra_postargs=link_flags)
+            except (CompileError, LinkError):
+                continue
+            return compile_flags, link_flags
+    return None
+
+
 class BuildExt(build_ext):
-    """g++ builds _host as usual; _cuda is compiled and linked by nvcc in one command."""
+    """g++ builds _host as usual (with OpenMP where it can); _cuda is compiled and linked by nvcc in one command."""
 
     def build_extension(self, ext):
+        if ext.name == "minicnn._host":
+            flags = openmp_flags(self.compiler)
+            if flags is None:
+                say("the C++ compiler has no OpenMP: minicnn._host will run each kernel on one thread")
+            else:
+                ext.extra_compile_args = ext.extra_compile_args + flags[0]
+                ext.extra_link_args = ext.extra_link_args + flags[1]
         if ext.name != "minicnn._cuda":
             return super().build_extension(ext)
         plan = ext.cuda_plan
@@ -163,12 +193,16 @@ class BuildExt(build_ext):
 host_extension = Extension(
     "minicnn._host",
     sources=["src/host_module.cpp"],
-    include_dirs=["csrc", pybind11.get_include()],
+    include_dirs=["csrc", "src", pybind11.get_include()],
     language="c++",
-    # no contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
-    # e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do
-    extra_compile_args=["-O2", "-std=c++17", "-ffp-contract=off"],
-    depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))],
+    # No contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
+    # e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do. Neither
+    # -fno-* flag changes a result either (no -ffast-math: sums keep their order).
+    # -fno-trapping-math lets the compiler evaluate both sides of a ?: (x > 0 ? x : x * slope
+    # becomes a vector blend instead of an unpredictable branch); -fno-math-errno drops errno
+    # bookkeeping around sqrt. dev/common.py builds the numbered kernel variants with the same flags.
+    extra_compile_args=["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"],
+    depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))] + ["src/host_launch.h"],
 )
 extensions = [host_extension]
 
@@ -189,7 +223,9 @@ setup(
     description="A from-scratch CNN engine: hand-written CUDA kernels, a tiny autograd, AlexNet as in the paper",
     packages=find_packages(include=["minicnn", "minicnn.*"]),
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22", "tqdm"],   # tqdm: fit's progress bar
+    # tqdm: fit's progress bar; threadpoolctl: the host kernels' GEMMs keep NumPy's BLAS on one
+    # thread (backends/host.py)
+    install_requires=["numpy>=1.22", "tqdm", "threadpoolctl>=3.1"],
     extras_require={
         # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
         "train": TRAIN_REQUIRES,

@@ -13,12 +13,12 @@ pass - forward, backward-data (dx), backward-weights (dw and db) - it times:
              GEMMs of our im2col formulation on the same shapes ("gemm-only"), so
              the cost of im2col/col2im and the bias is visible as the difference.
   on a CPU   the NumPy reference, the csrc kernels compiled for the host
-             (minicnn._host, one thread) and PyTorch on the CPU if importable;
-             "gemm-only" is then NumPy's matmul on the same shapes. The default
-             batch is small there (--batch overrides it). The host kernels run on one
-             thread; NumPy's BLAS and PyTorch take their thread counts from the
-             environment, so for a like-for-like (and, on a busy machine, a far
-             steadier) comparison run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1.
+             (minicnn._host, on MINICNN_NUM_THREADS threads) and PyTorch on the CPU if
+             importable; "gemm-only" is then NumPy's matmul on the same shapes. The
+             default batch is small there (--batch overrides it). NumPy's BLAS and
+             PyTorch take their thread counts from the environment, so for a
+             like-for-like (and, on a busy machine, a far steadier) comparison run with
+             MINICNN_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1.
 
 Like llm.c's dev/cuda harness: every implementation is first checked against
 the others (and minicnn against the NumPy reference on two images), then timed:
@@ -88,7 +88,8 @@ class Layer:
         return x, w, b, dy
 
     def args(self):
-        return self.stride, self.padding, self.groups
+        """The backends' conv arguments: stride, padding (top, bottom, left, right), groups, dilation."""
+        return self.stride, self.padding * 2, self.groups, (1, 1)
 
 
 # --------------------------------------------------------------------------- implementations
@@ -97,19 +98,19 @@ class Layer:
 def minicnn_impl(backend, to_dev):
     def make(layer, arrays, which):
         x, w, b, dy = (to_dev(a) for a in arrays)
-        stride, padding, groups = layer.args()
+        args = layer.args()
         if which == "forward":
-            return lambda: (backend.conv2d_forward(x, w, b, stride, padding, groups),)
+            return lambda: (backend.conv2d_forward(x, w, b, *args),)
         if which == "backward-data":
-            return lambda: backend.conv2d_backward(x, w, dy, stride, padding, groups, True, False, False)[:1]
-        return lambda: backend.conv2d_backward(x, w, dy, stride, padding, groups, False, True, True)[1:]
+            return lambda: backend.conv2d_backward(x, w, dy, *args, True, False, False)[:1]
+        return lambda: backend.conv2d_backward(x, w, dy, *args, False, True, True)[1:]
     return make
 
 
 def torch_impl(torch, device):
     def make(layer, arrays, which):
         x, w, b, dy = (torch.from_numpy(a).to(device) for a in arrays)
-        stride, padding, groups = layer.args()
+        stride, padding, groups = layer.stride, layer.padding, layer.groups
         conv = torch.nn.functional.conv2d
         grad = torch.nn.grad
         if which == "forward":
@@ -121,18 +122,19 @@ def torch_impl(torch, device):
 
 
 def gemm_only_impl(xp, to_dev):
-    """The GEMMs of our im2col formulation, alone, batched over images (cuBLAS or NumPy's BLAS)."""
+    """The GEMMs of our im2col formulation, alone: one per group, the batch side by side
+    (cuBLAS or NumPy's BLAS), as backends/kernels.py runs them."""
     def make(layer, arrays, which):
         n, g, og, k, L = layer.x_shape[0], layer.groups, layer.og, layer.k, layer.l
         rng = np.random.default_rng(1)
         w = to_dev(rng.standard_normal((g, og, k)).astype(np.float32))
-        cols = to_dev(rng.standard_normal((n, g, k, L)).astype(np.float32))
-        dy = to_dev(rng.standard_normal((n, g, og, L)).astype(np.float32))
+        cols = to_dev(rng.standard_normal((g, k, n * L)).astype(np.float32))
+        dy = to_dev(rng.standard_normal((g, og, n * L)).astype(np.float32))
         if which == "forward":          # y_g = w_g @ cols_g
-            return lambda: [xp.matmul(w[i], cols[:, i]) for i in range(g)]
+            return lambda: [xp.matmul(w, cols)]
         if which == "backward-data":    # dcols_g = w_g^T @ dy_g
-            return lambda: [xp.matmul(w[i].T, dy[:, i]) for i in range(g)]
-        return lambda: [xp.matmul(dy[:, i], xp.swapaxes(cols[:, i], 1, 2)) for i in range(g)]   # dw_g per image
+            return lambda: [xp.matmul(xp.swapaxes(w, 1, 2), dy)]
+        return lambda: [xp.matmul(cols, xp.swapaxes(dy, 1, 2))]   # dw_g^T = cols_g @ dy_g^T
     return make
 
 
@@ -234,12 +236,11 @@ def validate_against_reference(layer, impl_name, make):
                   layer.padding[0], layer.groups, 2)
     arrays = small.data(seed=7)
     x, w, b, dy = arrays
-    stride, padding, groups = small.args()
-    reference = backends.reference_backend()
+    args = small.args()
     expected = {
-        "forward": (reference.conv2d_forward(x, w, b, stride, padding, groups),),
-        "backward-data": reference.conv2d_backward(x, w, dy, stride, padding, groups, True, False, False)[:1],
-        "backward-weights": reference.conv2d_backward(x, w, dy, stride, padding, groups, False, True, True)[1:],
+        "forward": (reference.conv2d_forward(x, w, b, *args),),
+        "backward-data": reference.conv2d_backward(x, w, dy, *args, True, False, False)[:1],
+        "backward-weights": reference.conv2d_backward(x, w, dy, *args, False, True, True)[1:],
     }
     for which in PASSES:
         got = make(small, arrays, which)()

@@ -3,30 +3,33 @@
 // The same kernel source is compiled three ways:
 //   nvcc    (minicnn._cuda, ahead of time)           __CUDACC__ is defined
 //   NVRTC   (CuPy RawModule, at first use)           __CUDACC_RTC__ is defined
-//   g++     (minicnn._host, the host emulation)      neither is defined
-// For the host build, the small shim below makes the CUDA keywords vanish and
-// describes a grid of ONE block of ONE thread. A grid-stride loop run by that
-// single thread visits every index 0, 1, ..., count-1 in order, so the host
-// build executes exactly the code the GPU runs, one "thread" after another.
-// That is why the kernels use no shared memory, no warp intrinsics and no
-// __syncthreads: those would need real concurrent threads.
+//   g++     (minicnn._host, the host build)          neither is defined
+// On the GPU a launch runs the kernel function once per thread of the grid, and
+// the grid-stride loop (MC_GRID_LOOP) hands each thread its indices. The host
+// build does the same with OpenMP threads: src/host_launch.h runs the kernel
+// function once on each thread of a parallel region, and the host MC_GRID_LOOP
+// below hands each thread one contiguous chunk of 0 .. count-1 (neighbouring
+// threads would otherwise share cache lines). Only the loop header differs
+// between the builds; the kernel bodies are the same code. That is why the kernels
+// use no shared memory, no warp intrinsics and no __syncthreads: each index is
+// computed by one thread, on its own, so the result cannot depend on how many
+// threads there are (MINICNN_NUM_THREADS=1 walks every index in order on one
+// thread, for stepping through with a debugger).
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define MC_DEVICE_BUILD 1
 #else
-// ----- host-emulation shim (g++) -----
+// ----- host shim (g++): the CUDA keywords vanish -----
 #include <cmath>
 #include <limits>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
-struct mc_dim3 { unsigned int x, y, z; };
-static const mc_dim3 threadIdx = {0, 0, 0};   // the only thread ...
-static const mc_dim3 blockIdx = {0, 0, 0};    // ... of the only block
-static const mc_dim3 blockDim = {1, 1, 1};
-static const mc_dim3 gridDim = {1, 1, 1};
 #endif
 
 // 64-bit indices everywhere: AlexNet's im2col buffer at batch 128 has more than
@@ -53,15 +56,55 @@ typedef long long mc_index;
 // docs/kernels.md, "Floating point on each runner", says what holds where.
 #define MC_CUDA_MATH_FLAGS "--fmad=false --ftz=true --prec-div=true --prec-sqrt=true"
 
+// The host build's launch shape: a launch gets one OpenMP thread per MC_HOST_GRAIN
+// indices, up to the thread count (src/host_launch.h). Starting a thread and waiting
+// for it costs microseconds, and far more when another program holds a core, so a
+// small launch runs on fewer threads (PyTorch's at::parallel_for uses this grain too).
+#define MC_HOST_GRAIN 32768
+
+// A kernel finds its coordinates by dividing its index, innermost axis first:
+//     mc_index x = i % W, rest = i / W;     (one division gives quotient and remainder)
+//     mc_index y = rest % H, plane = rest / H;
+// An integer division costs more than all the rest of a simple kernel's work on a
+// CPU (and is slow on a GPU too), so kernels divide as few times as they can.
+
 // A kernel is a template on the element type T (float or double).
 #define MC_KERNEL __global__ void
 #define MC_HD __host__ __device__ __forceinline__
 
+#ifdef MC_DEVICE_BUILD
 // Caffe's CUDA_KERNEL_LOOP: thread t handles indices t, t + S, t + 2S, ... where
 // S is the number of threads in the grid. Any grid size covers any count.
 #define MC_GRID_LOOP(i, count)                                                        \
     for (mc_index i = (mc_index)blockIdx.x * blockDim.x + threadIdx.x; i < (count); \
          i += (mc_index)blockDim.x * gridDim.x)
+#else
+// The host grid: OpenMP thread t of T takes the t-th of T contiguous chunks of
+// 0 .. count-1 (the first count % T chunks one index longer). Outside a parallel
+// region (or without OpenMP) there is one thread, and it walks every index in order.
+inline int mc_host_thread() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+inline int mc_host_threads() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+inline mc_index mc_chunk_start(mc_index count, int thread, int threads) {
+    mc_index base = count / threads, extra = count % threads;
+    return base * thread + (thread < extra ? thread : extra);
+}
+#define MC_GRID_LOOP(i, count)                                                         \
+    for (mc_index i = mc_chunk_start((count), mc_host_thread(), mc_host_threads()),    \
+                  i##_end = mc_chunk_start((count), mc_host_thread() + 1, mc_host_threads()); \
+         i < i##_end; ++i)
+#endif
 
 // ----- math helpers: one name for float and double on every compiler -----
 #ifdef MC_DEVICE_BUILD
@@ -89,6 +132,16 @@ template <typename T> inline T mc_sqrt(T x) { return std::sqrt(x); }
 template <typename T> inline T mc_neg_inf() { return -std::numeric_limits<T>::infinity(); }
 template <typename T> inline T mc_nan() { return std::numeric_limits<T>::quiet_NaN(); }
 #endif
+
+// Along one axis: the outputs o whose window [o*s - p, o*s - p + k) holds position
+// pos are first <= o < end. The gathering backward passes
+// (col2im, max and average pooling) sum over exactly these outputs.
+MC_HD void mc_covering_outputs(mc_index pos, mc_index k, mc_index s, mc_index p, mc_index out,
+                               mc_index* first, mc_index* end) {
+    mc_index last = s == 1 ? pos + p : (pos + p) / s;             // stride 1 needs no division
+    *first = (pos + p < k) ? 0 : (s == 1 ? pos + p - k : (pos + p - k) / s) + 1;
+    *end = last + 1 < out ? last + 1 : out;
+}
 
 // ----- the dropout hash: ONE definition for the GPU, the host build and (in
 // NumPy) backends/reference.py:dropout_hash, so every device draws the same mask.

@@ -14,7 +14,8 @@
 // The list of kernels, once: each binding module applies its own X(kernel) to every name,
 // and backends/cuda.py reads the names from this macro (kernel_names()) for NVRTC.
 #define MC_FOR_EACH_KERNEL(X)                                           \
-    X(im2col); X(col2im); X(bias_forward); X(sum_rows); X(sum_cols);    \
+    X(im2col); X(col2im); X(side_by_side_to_nchw); X(nchw_to_side_by_side); \
+    X(bias_forward); X(sum_rows); X(sum_cols);                          \
     X(max_pool_forward); X(max_pool_backward);                          \
     X(avg_pool_forward); X(avg_pool_backward);                          \
     X(lrn_forward); X(lrn_backward); X(relu_forward); X(relu_backward); \

@@ -20,9 +20,8 @@ MC_KERNEL lrn_forward(mc_index count, const T* x, T* y, T* scale, mc_index C, mc
                       mc_index size, T alpha, T beta, T k) {
     // each i is one element (n, c, pixel)
     MC_GRID_LOOP(i, count) {
-        mc_index pixel = i % HW;
-        mc_index c = (i / HW) % C;
-        mc_index n = i / (HW * C);
+        mc_index pixel = i % HW, rest = i / HW;
+        mc_index c = rest % C, n = rest / C;
         mc_index lo, hi;
         mc_channel_window(c, size, C, &lo, &hi);
         T sum = T(0);
@@ -46,9 +45,8 @@ MC_KERNEL lrn_backward(mc_index count, const T* x, const T* y, const T* scale, c
                        T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
     // each i is one element (n, c, pixel)
     MC_GRID_LOOP(i, count) {
-        mc_index pixel = i % HW;
-        mc_index c = (i / HW) % C;
-        mc_index n = i / (HW * C);
+        mc_index pixel = i % HW, rest = i / HW;
+        mc_index c = rest % C, n = rest / C;
         mc_index lo, hi;
         mc_channel_window(c, size, C, &lo, &hi);
         T sum = T(0);

@@ -7,14 +7,6 @@
 #pragma once
 #include "common.cuh"
 
-// Along one axis: the outputs o whose window [o*s - p, o*s - p + k) holds position
-// pos are first <= o < end. Both backward passes gather over exactly these outputs.
-MC_HD void mc_covering_outputs(mc_index pos, mc_index k, mc_index s, mc_index p, mc_index out,
-                               mc_index* first, mc_index* end) {
-    *first = (pos + p < k) ? 0 : (pos + p - k) / s + 1;
-    *end = (pos + p) / s + 1 < out ? (pos + p) / s + 1 : out;
-}
-
 // x: (N, C, H, W)  ->  y, argmax: (N, C, OH, OW).
 // argmax = flat index y*W + x of the winner inside its (n, c) plane.
 // One thread per output. Padding never wins: it is skipped, as if it held -inf.
@@ -25,9 +17,8 @@ MC_KERNEL max_pool_forward(mc_index count, const T* x, T* y, mc_index* argmax,
                            mc_index sw, mc_index ph, mc_index pw, mc_index OH, mc_index OW) {
     // each i is one output (n, c, oy, ox)
     MC_GRID_LOOP(i, count) {
-        mc_index ox = i % OW;
-        mc_index oy = (i / OW) % OH;
-        mc_index plane = i / (OW * OH);
+        mc_index ox = i % OW, rest = i / OW;
+        mc_index oy = rest % OH, plane = rest / OH;
         const T* xp = x + plane * H * W;
         T best = mc_neg_inf<T>();
         mc_index best_at = 0;
@@ -38,10 +29,11 @@ MC_KERNEL max_pool_forward(mc_index count, const T* x, T* y, mc_index* argmax,
             for (mc_index kj = 0; kj < kw; ++kj) {
                 mc_index xx = ox * sw - pw + kj;
                 if (xx < 0 || xx >= W) continue;
-                if (xp[yy * W + xx] > best) {
-                    best = xp[yy * W + xx];
-                    best_at = yy * W + xx;
-                }
+                // a select, not a branch: on random data a branch is mispredicted half the time
+                T value = xp[yy * W + xx];
+                bool better = value > best;
+                best_at = better ? yy * W + xx : best_at;
+                best = better ? value : best;
             }
         }
         y[i] = best;
@@ -59,9 +51,8 @@ MC_KERNEL max_pool_backward(mc_index count, const T* dy, const mc_index* argmax,
                             mc_index sw, mc_index ph, mc_index pw, mc_index OH, mc_index OW) {
     // each i is one input pixel (n, c, y, x)
     MC_GRID_LOOP(i, count) {
-        mc_index xx = i % W;
-        mc_index yy = (i / W) % H;
-        mc_index plane = i / (W * H);
+        mc_index xx = i % W, rest = i / W;
+        mc_index yy = rest % H, plane = rest / H;
         mc_index oy0, oy1, ox0, ox1;
         mc_covering_outputs(yy, kh, sh, ph, OH, &oy0, &oy1);
         mc_covering_outputs(xx, kw, sw, pw, OW, &ox0, &ox1);
@@ -70,7 +61,7 @@ MC_KERNEL max_pool_backward(mc_index count, const T* dy, const mc_index* argmax,
         for (mc_index oy = oy0; oy < oy1; ++oy) {
             for (mc_index ox = ox0; ox < ox1; ++ox) {
                 mc_index o = (plane * OH + oy) * OW + ox;
-                if (argmax[o] == yy * W + xx) sum += dy[o];
+                sum += argmax[o] == yy * W + xx ? dy[o] : T(0);   // adding +0 changes no sum
             }
         }
         dx[i] = sum;
@@ -108,9 +99,8 @@ MC_KERNEL avg_pool_forward(mc_index count, const T* x, T* y, mc_index H, mc_inde
                            mc_index pad_right, mc_index count_include_pad) {
     // each i is one output (n, c, oy, ox)
     MC_GRID_LOOP(i, count) {
-        mc_index ox = i % OW;
-        mc_index oy = (i / OW) % OH;
-        mc_index plane = i / (OW * OH);
+        mc_index ox = i % OW, rest = i / OW;
+        mc_index oy = rest % OH, plane = rest / OH;
         T sum = T(0);
         // add the window's pixels inside the image
         for (mc_index ki = 0; ki < kh; ++ki) {
@@ -136,9 +126,8 @@ MC_KERNEL avg_pool_backward(mc_index count, const T* dy, T* dx, mc_index H, mc_i
                             mc_index pad_right, mc_index count_include_pad) {
     // each i is one input pixel (n, c, y, x)
     MC_GRID_LOOP(i, count) {
-        mc_index xx = i % W;
-        mc_index yy = (i / W) % H;
-        mc_index plane = i / (W * H);
+        mc_index xx = i % W, rest = i / W;
+        mc_index yy = rest % H, plane = rest / H;
         mc_index oy0, oy1, ox0, ox1;
         mc_covering_outputs(yy, kh, sh, ph, OH, &oy0, &oy1);
         mc_covering_outputs(xx, kw, sw, pw, OW, &ox0, &ox1);

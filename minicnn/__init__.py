@@ -5,7 +5,7 @@ from .autograd import Function
 from .creation import zeros, ones, full, rand, randn, arange, from_dlpack
 from .ops.tensor_ops import cat, stack
 from .device import cuda_available
-from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader
+from .backends import set_cpu_backend, get_cpu_backend, set_cuda_loader, get_cuda_loader, set_num_threads, get_num_threads
 from . import functional, nn, models
 from .random import manual_seed
 from .summary import summary

@@ -262,7 +262,8 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     if world.is_main:
         ranks = f" x {world.size} ranks" if world.size > 1 else ""
         print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
-              f"on {device}{ranks} for {args.epochs} epochs; writing to {out}", file=sys.stderr)
+              f"on {device} ({mc.backends.describe(device)}){ranks} for {args.epochs} epochs; writing to {out}",
+              file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
                      checkpoint=checkpoint, checkpoint_extra=extra, val_name="test")
@@ -271,7 +272,8 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     if not world.is_main:
         return 0
     top5 = len(train.classes) > 5  # with 5 classes or fewer every label is in the top 5
-    metrics = dict(dataset=args.dataset, model=args.model, device=device, epochs=args.epochs,
+    metrics = dict(dataset=args.dataset, model=args.model, device=device, backend=mc.backends.describe(device),
+                   epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, ranks=world.size,
                    train_images=len(train), test_images=len(test), train_seconds=round(train_seconds, 1),
                    test_loss=result.loss, test_top1_error=result.top1_error,

@@ -34,22 +34,33 @@ def _pair(value):
     return int(h), int(w)
 
 
+def _four(padding):
+    """An int, an (h, w) pair or a (top, bottom, left, right) tuple, as (top, bottom, left, right)."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return tuple(int(p) for p in padding)
+    ph, pw = _pair(padding)
+    return ph, ph, pw, pw
+
+
 # --------------------------------------------------------------------------- convolution and linear
-def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1, dilation=1):
     """2-D cross-correlation, NCHW, zero padding, channels split into ``groups``:
 
         y[n, o, oy, ox] = b[o] + sum over c, i, j of
-                          w[o, c, i, j] * x[n, g*Cg + c, oy*sh + i - ph, ox*sw + j - pw]
+                          w[o, c, i, j] * x[n, g*Cg + c, oy*sh + i*dh - top, ox*sw + j*dw - left]
 
     with x: (N, C, H, W), w: (O, Cg, kH, kW), Cg = C/groups input channels per
     group, g = o // (O/groups) the group of output channel o, and x = 0 outside
-    the image. Six loops: the output element (n, o, oy, ox) and the kernel offset
-    (i, j); the sum over the group's Cg channels is a dot product.
+    the image. padding: an int, (h, w) or (top, bottom, left, right); dilation d
+    spaces the taps d apart. Six loops: the output element (n, o, oy, ox) and the
+    kernel offset (i, j); the sum over the group's Cg channels is a dot product.
     """
     n_images, _, height, width = x.shape
     out_channels, group_channels, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    top, bottom, left, right = _four(padding)
+    oh = output_size(height, kh, sh, (top, bottom), dh)
+    ow = output_size(width, kw, sw, (left, right), dw)
     per_group = out_channels // groups
     x, weight = x.astype(np.float64), weight.astype(np.float64)
     y = np.zeros((n_images, out_channels, oh, ow))
@@ -62,7 +73,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
                     total = 0.0 if bias is None else float(bias[o])
                     for i in range(kh):
                         for j in range(kw):
-                            r, q = oy * sh + i - ph, ox * sw + j - pw
+                            r, q = oy * sh + i * dh - top, ox * sw + j * dw - left
                             if 0 <= r < height and 0 <= q < width:          # zero padding adds nothing
                                 total += np.dot(weight[o, :, i, j], x[n, channels, r, q])
                     y[n, o, oy, ox] = total
@@ -84,14 +95,6 @@ def linear(x, weight, bias=None):
 
 
 # --------------------------------------------------------------------------- pooling
-def _four(padding):
-    """An int, an (h, w) pair or a (top, bottom, left, right) tuple, as (top, bottom, left, right)."""
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return tuple(int(p) for p in padding)
-    ph, pw = _pair(padding)
-    return ph, ph, pw, pw
-
-
 def _pool_windows(size, kernel_size, stride, padding, ceil_mode):
     """The pooling windows over an image of ``size`` (H, W): kernel, (top, bottom, left, right),
     the output size (minicnn.shapes.pool_output_size: floor, or with ceil_mode PyTorch's ceiling),

@@ -1,9 +1,16 @@
 """Shape arithmetic that ops, backends, models and benchmarks share."""
 
 
-def output_size(size, kernel, stride, padding):
-    """floor((size + 2 padding - kernel) / stride) + 1: the paper's and PyTorch's rule for conv and pooling."""
-    return (size + 2 * padding - kernel) // stride + 1
+def output_size(size, kernel, stride, padding, dilation=1):
+    """How many windows fit along one axis: floor((size + before + after - dilation*(kernel-1) - 1) / stride) + 1.
+
+    padding is an int (as much before as after) or a (before, after) pair. With
+    dilation 1 and padding p on both sides this is floor((size + 2p - kernel) / stride) + 1,
+    the paper's and PyTorch's rule for conv and pooling; dilation d spreads the kernel's
+    taps d apart, so the window spans d*(kernel-1) + 1 positions.
+    """
+    before, after = (padding, padding) if isinstance(padding, int) else padding
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def pool_output_size(size, kernel, stride, pad_begin, pad_end, ceil_mode=False):

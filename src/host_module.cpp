@@ -1,11 +1,12 @@
 // host_module.cpp: minicnn._host, every csrc kernel compiled for the CPU.
 //
-// common.cuh's shim turns each kernel into a plain C++ function whose grid-stride
-// loop, walked by one "thread", visits every index in order. This module exposes
-// each kernel twice, as <name>_float32 and <name>_float64, taking NumPy arrays
-// where the kernel takes pointers and Python numbers where it takes scalars, in
-// the kernel's own argument order (the first argument is always the count of
-// loop indices). Run it under a debugger to step through a kernel line by line.
+// common.cuh's shim turns each kernel into a plain C++ function; host_launch.h runs it
+// on OpenMP threads, each walking its own chunk of the grid-stride loop's indices
+// (set_num_threads(1): one plain call that visits every index in order, to step
+// through with a debugger). This module exposes each kernel twice, as <name>_float32
+// and <name>_float64, taking NumPy arrays where the kernel takes pointers and Python
+// numbers where it takes scalars, in the kernel's own argument order (the first
+// argument is always the count of loop indices).
 //
 // A kernel trusts its count and shape arguments: given a count larger than its
 // buffers it reads and writes past them. These bindings are callable from Python
@@ -14,25 +15,13 @@
 // raise ValueError otherwise. The CUDA bindings (src/cuda_module.cu) take raw
 // device pointers, which carry no size: there backends/kernels.py is what
 // guarantees the sizes, by allocating every buffer from the shapes it launches with.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <string>
 
+#include "host_launch.h"   // Size, SizeError, Arg, def_kernel, the launch on threads
 #include "kernels.cuh"
-
-namespace py = pybind11;
 
 // ---------------------------------------------------------------------------
 // The size checks. They raise SizeError; the binding adds the kernel's name.
-struct SizeError {
-    std::string message;
-};
-
-// An array argument as the size checks see it: how many elements it holds.
-struct Size {
-    mc_index elements;
-};
 
 // HOLDS(x, n): the kernel touches elements [0, n) of array x.
 #define HOLDS(array, n) holds(array, n, #array)
@@ -81,20 +70,42 @@ inline mc_index groups_of(mc_index count, mc_index per) { return count <= 0 ? 0 
 // here does not compile, so the check cannot be forgotten for a new kernel.
 #define MC_SIZES(kernel) template <typename T> void kernel##_sizes
 
-// cols (N, C*kh*kw, OH*OW) has count entries, copied from the N*C planes (H, W) of x.
-MC_SIZES(im2col)(mc_index count, Size x, Size cols, mc_index, mc_index H, mc_index W, mc_index kh, mc_index kw,
-                 mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
-    POSITIVE(count, kh); POSITIVE(count, kw); POSITIVE(count, OH); POSITIVE(count, OW);
-    HOLDS(cols, count);
-    HOLDS(x, product({groups_of(count, product({kh, kw, OH, OW})), H, W}));
+// count = C*N*OH*OW windows (c, n, oy, ox); each reads image plane (n, c) of x and writes its
+// kh*kw entries of cols (C*kh*kw, N, OH*OW), one per row of its channel.
+MC_SIZES(im2col)(mc_index count, Size x, Size cols, mc_index N, mc_index C, mc_index H, mc_index W, mc_index kh,
+                 mc_index kw, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, N); POSITIVE(count, OH); POSITIVE(count, OW);
+    AT_MOST(count, count, product({C, N, OH, OW}));
+    HOLDS(x, count > 0 ? product({N, C, H, W}) : 0);
+    HOLDS(cols, count > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
 }
 
-// x (N, C, H, W) has count entries, each gathered from its image's columns (C*kh*kw, OH*OW).
-MC_SIZES(col2im)(mc_index count, Size cols, Size x, mc_index C, mc_index H, mc_index W, mc_index kh, mc_index kw,
-                 mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
+// x (N, C, H, W) has count entries, each gathered from its channel's rows of cols (C*kh*kw, N, OH*OW).
+MC_SIZES(col2im)(mc_index count, Size cols, Size x, mc_index N, mc_index C, mc_index H, mc_index W, mc_index kh,
+                 mc_index kw, mc_index sh, mc_index sw, mc_index, mc_index, mc_index dh, mc_index dw, mc_index OH,
+                 mc_index OW) {
     POSITIVE(count, C); POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
+    POSITIVE(count, dh); POSITIVE(count, dw);
+    AT_MOST(count, count, product({N, C, H, W}));
     HOLDS(x, count);
-    HOLDS(cols, product({groups_of(count, product({C, H, W})), C, kh, kw, OH, OW}));
+    HOLDS(cols, count > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
+}
+
+// y (N, O, L) has count entries, each read from y_side (O, N, L); b (O,).
+MC_SIZES(side_by_side_to_nchw)(mc_index count, Size y_side, Size b, Size y, mc_index N, mc_index O, mc_index L) {
+    POSITIVE(count, O); POSITIVE(count, L);
+    AT_MOST(count, count, product({N, O, L}));
+    HOLDS(y, count);
+    HOLDS(y_side, count > 0 ? product({N, O, L}) : 0);
+    HOLDS(b, count > 0 ? O : 0);
+}
+
+// dy_side (O, N, L) has count entries, each read from dy (N, O, L).
+MC_SIZES(nchw_to_side_by_side)(mc_index count, Size dy, Size dy_side, mc_index N, mc_index O, mc_index L) {
+    POSITIVE(count, N); POSITIVE(count, L);
+    AT_MOST(count, count, product({N, O, L}));
+    HOLDS(dy_side, count);
+    HOLDS(dy, count > 0 ? product({N, O, L}) : 0);
 }
 
 // y (N, O, L) has count entries; b (O,).
@@ -313,62 +324,10 @@ MC_SIZES(adam_update)(mc_index count, Size param, Size grad, Size m, Size v, T, 
     HOLDS(param, count); HOLDS(grad, count); HOLDS(m, count); HOLDS(v, count);
 }
 
-// ---------------------------------------------------------------------------
-// How a Python argument becomes a kernel argument: scalars pass through ...
-template <typename A>
-struct Arg {
-    using Py = A;
-    using Sized = A;   // what the size check gets in its place
-    static A get(A value, const char*) { return value; }
-    static A size(A value) { return value; }
-};
-
-// ... and a pointer comes from a NumPy array, checked so that a wrong dtype, a
-// non-contiguous view or a read-only output raises instead of corrupting memory.
-template <typename E>
-struct Arg<E*> {
-    using Py = py::array;
-    using Sized = Size;
-    static E* get(py::array a, const char* kernel) {
-        using V = typename std::remove_const<E>::type;
-        py::dtype want = py::dtype::of<V>();
-        if (!a.dtype().is(want) && !a.dtype().equal(want))
-            throw py::type_error(std::string("minicnn._host.") + kernel + ": expected a " +
-                                 std::string(py::str(want)) + " array, got " +
-                                 std::string(py::str(a.dtype())));
-        if (!(a.flags() & py::array::c_style))
-            throw py::value_error(std::string("minicnn._host.") + kernel +
-                                  ": expected a C-contiguous array");
-        if (!std::is_const<E>::value && !a.writeable())
-            throw py::value_error(std::string("minicnn._host.") + kernel +
-                                  ": output array is read-only");
-        return static_cast<E*>(const_cast<void*>(a.data()));
-    }
-    static Size size(const py::array& a) { return Size{(mc_index)a.size()}; }
-};
-
-// Bind one instantiation of a kernel: the Python signature mirrors the kernel's.
-// The arrays' sizes are checked first (sizes: the kernel's MC_SIZES function).
-template <typename... K>
-void def_kernel(py::module_& m, const std::string& pyname, const char* name, void (*kernel)(K...),
-                void (*sizes)(typename Arg<K>::Sized...)) {
-    m.def(pyname.c_str(), [name, kernel, sizes](typename Arg<K>::Py... args) {
-        try {
-            sizes(Arg<K>::size(args)...);
-        } catch (const SizeError& e) {
-            throw py::value_error(std::string("minicnn._host.") + name + ": " + e.message);
-        }
-        kernel(Arg<K>::get(args, name)...);   // one thread runs the whole grid-stride loop
-    });
-}
-
-#define MC_BIND(kernel)                                                                      \
-    def_kernel(m, #kernel "_float32", #kernel, &kernel<float>, &kernel##_sizes<float>);      \
-    def_kernel(m, #kernel "_float64", #kernel, &kernel<double>, &kernel##_sizes<double>)
-
 PYBIND11_MODULE(_host, m) {
-    m.doc() = "minicnn's csrc kernels compiled for the CPU (host emulation of the CUDA grid)";
+    m.doc() = "minicnn's csrc kernels compiled for the CPU (the CUDA grid on OpenMP threads)";
     MC_FOR_EACH_KERNEL(MC_BIND);
+    def_launch_settings(m);
     // the hash itself, so tests can hold it against backends/reference.py bit for bit
     m.def("dropout_hash", [](unsigned int seed, unsigned long long index) {
         return mc_dropout_hash(seed, index);

@@ -12,6 +12,10 @@
 
 MINICNN_CUPY_NO_POOL=1 turns CuPy's memory pool off (one cudaMalloc per array), so
 that compute-sanitizer's memcheck sees every array's bounds (scripts/gpu_check.sh).
+
+After every test the CPU backend and the kernels' thread count are put back to what
+they were when the session started, so a test that switches them cannot change
+what the tests after it run on.
 """
 
 import os
@@ -59,6 +63,24 @@ def pytest_configure(config):
             cupy.cuda.set_allocator(None)
         except ImportError:
             pass
+
+
+_session_cpu_settings = {}
+
+
+def pytest_sessionstart(session):
+    from minicnn import backends
+    _session_cpu_settings.update(backend=backends.get_cpu_backend(), threads=backends.get_num_threads())
+
+
+def pytest_runtest_teardown(item):
+    from minicnn import backends
+    from minicnn.backends import host
+    if not _session_cpu_settings:
+        return
+    backends.set_cpu_backend(_session_cpu_settings["backend"])
+    if host.available() and backends.get_num_threads() != _session_cpu_settings["threads"]:
+        backends.set_num_threads(_session_cpu_settings["threads"])
 
 
 def pytest_collection_modifyitems(config, items):

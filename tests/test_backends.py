@@ -144,7 +144,7 @@ def test_bad_arrays_never_reach_a_kernel(kernel_backend):
         be.impl.relu_forward(be.array(np.zeros(4, np.int32)), 0.0)
     with pytest.raises(TypeError, match="conv2d: argument 'weight' is float64"):
         be.impl.conv2d_forward(be.array(np.zeros((1, 1, 3, 3), np.float32)), be.array(np.zeros((1, 1, 3, 3))), None,
-                               (1, 1), (0, 0), 1)
+                               (1, 1), (0, 0, 0, 0), 1, (1, 1))
     # a strided view is copied: kernels index flat memory
     x = np.arange(32, dtype=np.float32).reshape(4, 8)
     be.assert_equal(be.impl.relu_forward(be.array(x)[:, ::2], 0.0), x[:, ::2])

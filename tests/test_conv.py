@@ -61,7 +61,8 @@ def test_conv2d_matches_reference(kernel_backend, case, out_per_group, bias):
     x = randn(rng, case["shape"], dtype)
     wt = randn(rng, (g * out_per_group, c // g) + case["kernel"], dtype)
     b = randn(rng, (g * out_per_group,), dtype) if bias else None
-    args = (case["stride"], case["padding"], g)
+    (ph, pw) = case["padding"]
+    args = (case["stride"], (ph, ph, pw, pw), g, (1, 1))     # stride, (top, bottom, left, right), groups, dilation
     y = be.impl.conv2d_forward(be.array(x), be.array(wt), be.array(b), *args)
     be.assert_close(y, R.conv2d_forward(x, wt, b, *args), **TOL[dtype])
     dy = randn(rng, y.shape, dtype)
@@ -84,14 +85,15 @@ ALEXNET_CONV_CASES = [
 
 def check_conv2d_case(be, case, dtype):
     shape, (o, kh, kw), stride, padding, groups = case
+    args = (stride, (padding[0], padding[0], padding[1], padding[1]), groups, (1, 1))
     rng = np.random.default_rng(0)
     x, w, b = randn(rng, shape, dtype), randn(rng, (o, shape[1] // groups, kh, kw), dtype) * 0.1, randn(rng, (o,), dtype)
-    y_ref = R.conv2d_forward(x, w, b, stride, padding, groups)
-    y = be.impl.conv2d_forward(be.array(x), be.array(w), be.array(b), stride, padding, groups)
+    y_ref = R.conv2d_forward(x, w, b, *args)
+    y = be.impl.conv2d_forward(be.array(x), be.array(w), be.array(b), *args)
     be.assert_close(y, y_ref, **scaled(TOL[dtype], 10), gpu_scale=10)
     dy = randn(rng, y_ref.shape, dtype)
-    ours = be.impl.conv2d_backward(be.array(x), be.array(w), be.array(dy), stride, padding, groups, True, True, True)
-    for a, r in zip(ours, R.conv2d_backward(x, w, dy, stride, padding, groups)):
+    ours = be.impl.conv2d_backward(be.array(x), be.array(w), be.array(dy), *args, True, True, True)
+    for a, r in zip(ours, R.conv2d_backward(x, w, dy, *args)):
         be.assert_close(a, r, **scaled(TOL[dtype], 100), gpu_scale=100)
 
 
@@ -113,7 +115,7 @@ def test_conv2d_in_chunks(kernel_backend, monkeypatch):
     be = kernel_backend
     rng = np.random.default_rng(0)
     x, wt, b = randn(rng, (5, 4, 7, 7)), randn(rng, (6, 2, 3, 3)), randn(rng, (6,))
-    args = ((2, 1), (1, 1), 2)
+    args = ((2, 1), (1, 1, 1, 1), 2, (1, 1))
     dy = np.ones((5, 6, 4, 7))
 
     def run():
@@ -131,10 +133,11 @@ def test_conv2d_in_chunks(kernel_backend, monkeypatch):
     rng = np.random.default_rng(1)
     x, w = randn(rng, (5, 4, 8, 8), np.float32), randn(rng, (6, 2, 3, 3), np.float32)
     dy = randn(rng, (5, 6, 8, 8), np.float32)
-    be.assert_close(be.impl.conv2d_forward(be.array(x), be.array(w), None, (1, 1), (1, 1), 2),
-                    R.conv2d_forward(x, w, None, (1, 1), (1, 1), 2), **scaled(TOL[np.float32], 10), gpu_scale=10)
-    for a, r in zip(be.impl.conv2d_backward(be.array(x), be.array(w), be.array(dy), (1, 1), (1, 1), 2, True, True, True),
-                    R.conv2d_backward(x, w, dy, (1, 1), (1, 1), 2)):
+    args = ((1, 1), (1, 1, 1, 1), 2, (1, 1))
+    be.assert_close(be.impl.conv2d_forward(be.array(x), be.array(w), None, *args),
+                    R.conv2d_forward(x, w, None, *args), **scaled(TOL[np.float32], 10), gpu_scale=10)
+    for a, r in zip(be.impl.conv2d_backward(be.array(x), be.array(w), be.array(dy), *args, True, True, True),
+                    R.conv2d_backward(x, w, dy, *args)):
         be.assert_close(a, r, **scaled(TOL[np.float32], 100), gpu_scale=100)
 
 
@@ -146,9 +149,9 @@ def test_im2col_bitwise(case):
     x = randn(rng, case["shape"], dtype)
     n, c = x.shape[:2]
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
-    cols = np.full((n, c * kh * kw, oh * ow), np.nan, dtype=dtype)
-    host_kernel("im2col", dtype)(cols.size, x, cols, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    np.testing.assert_array_equal(cols, reference.im2col(x, case["kernel"], case["stride"], case["padding"]))
+    cols = np.full((c * kh * kw, n, oh * ow), np.nan, dtype=dtype)
+    host_kernel("im2col", dtype)(c * n * oh * ow, x, cols, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    np.testing.assert_array_equal(cols, reference.im2col(x, case["kernel"], case["stride"], (ph, ph, pw, pw), (1, 1)))
 
 
 @given(case=window_case())
@@ -158,10 +161,11 @@ def test_col2im_bitwise(case):
     rng, dtype = np.random.default_rng(case["seed"]), case["dtype"]
     n, c = case["shape"][:2]
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
-    cols = randn(rng, (n, c * kh * kw, oh * ow), dtype)
+    cols = randn(rng, (c * kh * kw, n, oh * ow), dtype)
     x = np.full(case["shape"], np.nan, dtype=dtype)
-    host_kernel("col2im", dtype)(x.size, cols, x, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    np.testing.assert_array_equal(x, reference.col2im(cols, case["shape"], case["kernel"], case["stride"], case["padding"]))
+    host_kernel("col2im", dtype)(x.size, cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    np.testing.assert_array_equal(x, reference.col2im(cols, case["shape"], case["kernel"], case["stride"],
+                                                      (ph, ph, pw, pw), (1, 1)))
 
 
 # --------------------------------------------------------------------------- kernels: bias and reductions

@@ -1,6 +1,9 @@
 """conv2d's padding="same" / "valid" and (top, bottom, left, right) padding: against naive.conv2d
 on every backend, backward by mc.gradcheck in float64, against PyTorch where torch is installed,
-and the errors for what is refused (strided "same", padding strings other than the two)."""
+and the errors for what is refused (strided "same", padding strings other than the two).
+Dilation and asymmetric padding in general: tests/test_conv_dilation.py."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -69,8 +72,15 @@ def test_same_matches_pytorch():
     np.testing.assert_allclose(F.conv2d(mc.Tensor(x), mc.Tensor(w), padding="same").numpy(), expected, rtol=1e-10)
 
 
-def test_same_with_an_even_kernel_says_it_needs_asymmetric_padding():
-    # "same" with a 4x4 kernel pads (1, 2, 1, 2); until conv2d takes asymmetric padding that is refused, clearly
-    with pytest.raises(ValueError, match=r"conv2d: padding \(top, bottom, left, right\) = \(1, 2, 1, 2\) is not the "
-                                         r"same on both sides .* needs asymmetric padding"):
-        F.conv2d(mc.Tensor(np.ones((1, 1, 6, 6))), mc.Tensor(np.ones((1, 1, 4, 4))), padding="same")
+def test_same_with_an_even_kernel_pads_one_more_at_the_end(backend):
+    # "same" with a 4x4 kernel pads (1, 2, 1, 2): the odd row and column at the end, as PyTorch
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((1, 2, 6, 5)), rng.standard_normal((3, 2, 4, 4))
+    y = F.conv2d(backend.tensor(x), backend.tensor(w), padding="same")
+    assert y.shape == (1, 3, 6, 5)
+    backend.assert_close(y.data, naive.conv2d(x, w, None, 1, (1, 2, 1, 2)), rtol=1e-10, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings():       # torch says it pads a copy of the input for this case
+        warnings.simplefilter("ignore", UserWarning)
+        expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding="same").numpy()
+    backend.assert_close(y.data, expected, rtol=1e-10, atol=1e-12)

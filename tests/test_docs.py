@@ -96,6 +96,12 @@ CHECKS = {
     "python benchmarks/scaling.py": ("small", "tests/test_distributed.py: --rounds 1 --steps 1 --warmup 0 --batch 4; "
                                               "parsed as written"),
     "python benchmarks/scaling.py --rounds 5": ("small", "as above"),
+    "python benchmarks/cpu_step.py": ("small", "--networks small --runners reference kernels --repeats 1 --warmup 0"),
+    "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
+    # ---- dev/'s numbered kernel variants
+    "python dev/im2col.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/im2col.py 1 --threads 1": ("small", "as above"),
+    "python dev/im2col.py 2 --device cuda": ("parse", "GPU only; variant 2's kernels are the ones checked above"),
     # ---- tests and building
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
@@ -111,7 +117,7 @@ CHECKS = {
     "scripts/gpu_check.sh test     OUT": ("parse", "as above"),
     "scripts/gpu_check.sh sanitize OUT": ("parse", "as above"),
     "scripts/gpu_check.sh bench    OUT": ("parse", "as above"),
-    "MINICNN_CPU_BACKEND=kernels gdb -ex 'set breakpoint pending on' -ex 'break im2col<float>' -ex run --args "
+    "MINICNN_NUM_THREADS=1 gdb -ex 'set breakpoint pending on' -ex 'break im2col<float>' -ex run --args "
     "python -m minicnn train --epochs 1": ("parse", "the Python command parses; the breakpoint names a kernel "
                                                     "of MC_FOR_EACH_KERNEL; gdb itself is not on CI"),
 }
@@ -220,14 +226,40 @@ def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
         assert all(layer in printed for layer in layers)
 
 
-def test_scaling_benchmark_commands_parse_as_written():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def _script(folder, name):
+    """A script of benchmarks/ or dev/, imported as a module (its folder on sys.path while it loads)."""
+    import importlib
+    sys.path.insert(0, str(ROOT / folder))
     try:
-        import scaling
+        return importlib.import_module(name)
     finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.path.remove(str(ROOT / folder))
+
+
+def test_scaling_benchmark_commands_parse_as_written():
+    scaling = _script("benchmarks", "scaling")
     for command in (c for c in CHECKS if c.startswith("python benchmarks/scaling.py")):
         scaling.build_parser().parse_args(shlex.split(command)[2:])
+def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
+    cpu_step = _script("benchmarks", "cpu_step")
+    small = ["--networks", "small", "--runners", "reference", "kernels", "--repeats", "1", "--warmup", "0"]
+    cpu_step.main(small)
+    assert "small" in capsys.readouterr().out
+    cpu_step.main(small + ["--profile", "--json", str(tmp_path / "step.json")])
+    assert "where the kernels backend's small step goes" in capsys.readouterr().out
+    assert set(json.loads((tmp_path / "step.json").read_text())["results"]["small"]) == {"reference", "kernels"}
+
+
+def test_dev_commands_with_small_settings(capsys):
+    im2col = _script("dev", "im2col")
+    for command in (c for c in CHECKS if c.startswith("python dev/im2col.py")):
+        argv = shlex.split(command)[2:]
+        if "cuda" in argv:
+            assert im2col.options().parse_args(argv).device == "cuda"
+            continue
+        assert im2col.main(argv + ["--batch", "1", "--repeats", "1", "--warmup", "0"]) == 0
+        printed = capsys.readouterr().out
+        assert "conv5" in printed and "MISMATCH" not in printed
 
 
 def test_setup_commands_name_what_exists():

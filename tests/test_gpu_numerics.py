@@ -62,16 +62,16 @@ def test_kernels_without_exp_log_pow_equal_the_host_build_bit_for_bit(be, dtype)
     x = rng.standard_normal((2, 6, 13, 11)).astype(dtype)
     dy_x = rng.standard_normal(x.shape).astype(dtype)
     # im2col and col2im, straight through the loader
-    c, h, w, geo = 6, 13, 11, (3, 3, 2, 2, 1, 1, 7, 6)      # kh kw sh sw ph pw OH OW
-    cols_host = np.empty((2, c * 9, 42), dtype)
-    HOST.loader.run("im2col", cols_host.size, x, cols_host, c, h, w, *geo)
+    n, c, h, w, geo = 2, 6, 13, 11, (3, 3, 2, 2, 1, 1, 2, 1, 6, 6)   # kh kw sh sw pad_top pad_left dh dw OH OW
+    cols_host = np.empty((c * 9, n, 36), dtype)
+    HOST.loader.run("im2col", c * n * 36, x, cols_host, n, c, h, w, *geo)
     cols = gpu(np.zeros_like(cols_host))
-    be.loader.run("im2col", cols.size, gpu(x), cols, c, h, w, *geo)
+    be.loader.run("im2col", c * n * 36, gpu(x), cols, n, c, h, w, *geo)
     same_bits(cols, cols_host, "im2col")
     back_host = np.empty_like(x)
-    HOST.loader.run("col2im", x.size, cols_host, back_host, c, h, w, *geo)
+    HOST.loader.run("col2im", x.size, cols_host, back_host, n, c, h, w, *geo)
     back = gpu(np.zeros_like(x))
-    be.loader.run("col2im", x.size, gpu(cols_host), back, c, h, w, *geo)
+    be.loader.run("col2im", x.size, gpu(cols_host), back, n, c, h, w, *geo)
     same_bits(back, back_host, "col2im")
     # pooling
     pool = ((3, 3), (2, 2), (1, 1))

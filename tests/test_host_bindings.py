@@ -28,8 +28,12 @@ def i(n):
 # size the kernel touches. Shapes: N=2 images, C=3 channels, a 5x4 input, a 3x2 kernel with
 # stride (1, 2) and padding (1, 0) -> a 5x2 output; pooling 5x5 -> 2x2 (3/2); 3 rows of 4 logits.
 CASES = {
-    "im2col": (360, [("x", f(120)), ("cols", f(360)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
-    "col2im": (120, [("cols", f(360)), ("x", f(120)), 3, 5, 4, 3, 2, 1, 2, 1, 0, 5, 2]),
+    # im2col: one thread per window (c, n, oy, ox); cols (C*kh*kw, N, OH*OW); dilation 1
+    "im2col": (60, [("x", f(120)), ("cols", f(360)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
+    "col2im": (120, [("cols", f(360)), ("x", f(120)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
+    # (N, O, L) = (2, 3, 4) to and from the GEMM's (O, N, L)
+    "side_by_side_to_nchw": (24, [("y_side", f(24)), ("b", f(3)), ("y", f(24)), 2, 3, 4]),
+    "nchw_to_side_by_side": (24, [("dy", f(24)), ("dy_side", f(24)), 2, 3, 4]),
     "bias_forward": (24, [("y", f(24)), ("b", f(3)), 3, 4]),
     "sum_rows": (12, [("x", f(24)), ("out", f(12)), 4, 2]),   # 6 rows of 4, two partial sums each
     "sum_cols": (4, [("x", f(24)), ("out", f(4)), 6]),
@@ -108,9 +112,9 @@ def test_a_count_far_beyond_the_arrays_raises_instead_of_crashing():
 
 def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_refused():
     with pytest.raises(ValueError, match="argument 'OW' must be >= 1, got 0"):
-        _host.im2col_float64(9, f(9), f(9), 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 0)
+        _host.im2col_float64(9, f(9), f(9), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0)
     with pytest.raises(ValueError, match="overflow"):
-        _host.im2col_float64(9, f(9), f(9), 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1)
+        _host.im2col_float64(9, f(9), f(9), 1, 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3)
     with pytest.raises(ValueError, match=r"argument 'S' \(5\) must be <= 'K' \(4\)"):
         _host.softmax_partials_float64(10, f(12), f(10), f(10), 4, 5)   # slice 4 would start past the row
     with pytest.raises(ValueError, match=r"argument 'count' \(4\) must be <= 'C' \(3\)"):

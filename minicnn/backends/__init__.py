@@ -1,9 +1,11 @@
 """Which backend runs an op: chosen by where the arrays live and two switches.
 
-- CPU arrays run through the NumPy reference (default) or through the csrc
-  kernels compiled for the host (``MINICNN_CPU_BACKEND=kernels`` or
-  ``set_cpu_backend("kernels")``), so the real kernels can be stepped through
-  without a GPU.
+- CPU arrays run through the csrc kernels compiled for the host ("kernels", the
+  default wherever minicnn._host is built: the kernels a student studies are the
+  ones that train, on OpenMP threads, see ``set_num_threads``) or through the NumPy
+  reference ("reference", the readable definition; the default only where
+  minicnn._host is missing). Switch with ``MINICNN_CPU_BACKEND=reference|kernels``
+  or ``set_cpu_backend(name)``.
 - CUDA arrays run through the csrc kernels, loaded either by CuPy's RawModule
   (``MINICNN_CUDA_LOADER=rawkernel``, the default) or by the pybind11 extension
   ``minicnn._cuda`` (``MINICNN_CUDA_LOADER=pybind11`` or ``set_cuda_loader``).
@@ -32,7 +34,14 @@ def _checked(value, allowed, what):
     return value
 
 
-_cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND", "reference"), CPU_BACKENDS, "MINICNN_CPU_BACKEND")
+def _default_cpu_backend():
+    """"kernels" where minicnn._host is built, else "reference"."""
+    from . import host
+    return "kernels" if host.available() else "reference"
+
+
+_cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND") or _default_cpu_backend(), CPU_BACKENDS,
+                        "MINICNN_CPU_BACKEND")
 _cuda_loader = _checked(os.environ.get("MINICNN_CUDA_LOADER", "rawkernel"), CUDA_LOADERS, "MINICNN_CUDA_LOADER")
 _reference = ReferenceBackend()
 
@@ -47,6 +56,19 @@ def get_cpu_backend():
     return _cpu_backend
 
 
+def set_num_threads(threads):
+    """Run each kernel launch of the "kernels" CPU backend on this many threads
+    (default: MINICNN_NUM_THREADS, else every core this process may use)."""
+    from . import host
+    host.set_num_threads(threads)
+
+
+def get_num_threads():
+    """The threads each kernel launch of the "kernels" CPU backend runs on."""
+    from . import host
+    return host.num_threads()
+
+
 def set_cuda_loader(name):
     """Load CUDA kernels through "rawkernel" (CuPy NVRTC) or "pybind11" (minicnn._cuda)."""
     global _cuda_loader
@@ -55,6 +77,17 @@ def set_cuda_loader(name):
 
 def get_cuda_loader():
     return _cuda_loader
+
+
+def describe(device="cpu"):
+    """Which backend runs ops on ``device`` now, in words: "kernels (2 threads)",
+    "reference" or "cuda-rawkernel" / "cuda-pybind11" (what metrics.json records)."""
+    if device != "cpu":
+        return f"cuda-{_cuda_loader}"
+    if _cpu_backend == "reference":
+        return "reference"
+    threads = get_num_threads()
+    return f"kernels ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def reference_backend():

@@ -11,9 +11,10 @@ A backend runs the numeric work of the ops on arrays of one device. Three kinds 
 ``backends.for_array(array)`` gives the instance that runs ops on that array's device.
 
 Arrays are NCHW; float32 and float64 both work. ``kernel``, ``stride`` and
-``padding`` are (h, w) pairs of ints. Argument checks live in the ops
-(minicnn/ops/); a backend may assume its arguments passed them, but never lets
-a wrong-dtype or wrong-device array reach a kernel.
+``dilation`` are (h, w) pairs of ints; ``padding`` is (top, bottom, left, right)
+(pooling also takes an (h, w) pair, the same on both sides). Argument checks live
+in the ops (minicnn/ops/); a backend may assume its arguments passed them, but
+never lets a wrong-dtype or wrong-device array reach a kernel.
 """
 
 import abc
@@ -30,12 +31,17 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ convolution and linear
     @abc.abstractmethod
-    def conv2d_forward(self, x, w, b, stride, padding, groups):
-        """x: (N, C, H, W), w: (O, C/groups, kH, kW), b: (O,) or None -> y: (N, O, OH, OW)."""
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
+        """x: (N, C, H, W), w: (O, C/groups, kH, kW), b: (O,) or None -> y: (N, O, OH, OW).
+
+        stride (sh, sw), padding (top, bottom, left, right), dilation (dh, dw):
+        y[n, o, oy, ox] = b[o] + sum over c, i, j of w[o, c, i, j] x[n, c, oy*sh - top + i*dh, ox*sw - left + j*dw]
+        (c over o's group; outside the image x reads 0), and
+        OH = floor((H + top + bottom - dh*(kH-1) - 1) / sh) + 1, OW alike."""
 
     @abc.abstractmethod
-    def conv2d_backward(self, x, w, dy, stride, padding, groups, need_dx, need_dw, need_db):
-        """-> (dx, dw, db), None for each gradient not needed."""
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx, need_dw, need_db):
+        """-> (dx, dw, db), None for each gradient not needed; the arguments as conv2d_forward's."""
 
     @abc.abstractmethod
     def linear_forward(self, x, w, b):

@@ -82,26 +82,31 @@ def nvrtc_options():
     return ("--std=c++17",) + cuda_math_flags()
 
 
-def kernel_source():
-    """csrc/kernels.cuh with its local #includes pasted in, as one string for NVRTC.
+def kernel_source(header=None):
+    """csrc/kernels.cuh (or another ``header``, a path) with its local #includes pasted
+    in, as one string for NVRTC. An include is looked up beside the file that names
+    it, then in csrc/ (so dev/ variants can include csrc's headers).
 
     Inlining (instead of passing -I to NVRTC) makes the source text itself the
     cache key of CuPy's compile cache: editing a .cuh file recompiles.
     """
-    directory = csrc_dir()
+    header = Path(header) if header is not None else csrc_dir() / "kernels.cuh"
     seen = set()
 
-    def expand(name):
-        if name in seen:            # every header has #pragma once
+    def expand(path):
+        if path.resolve() in seen:  # every header has #pragma once
             return ""
-        seen.add(name)
+        seen.add(path.resolve())
         lines = []
-        for line in (directory / name).read_text().splitlines():
+        for line in path.read_text().splitlines():
             match = re.match(r'\s*#include\s+"([^"]+)"', line)
-            lines.append(expand(match.group(1)) if match else line)
+            if match:
+                beside = path.parent / match.group(1)
+                line = expand(beside if beside.is_file() else csrc_dir() / match.group(1))
+            lines.append(line)
         return "\n".join(lines)
 
-    return expand("kernels.cuh")
+    return expand(header)
 
 
 # --------------------------------------------------------------------------- loaders
@@ -134,11 +139,13 @@ class RawKernelLoader(_CupyLoader):
 
     name = "rawkernel"
 
-    def __init__(self):
+    def __init__(self, header=None, kernels=None):
+        """Every kernel of csrc/ by default; or the ``kernels`` (names) of another
+        ``header`` (dev/'s numbered variants use this)."""
         super().__init__()
-        names = [f"{k}<{t}>" for k in kernel_names() for t in CTYPES.values()]
+        names = [f"{k}<{t}>" for k in (kernels or kernel_names()) for t in CTYPES.values()]
         # compiled lazily by CuPy on the first get_function
-        self.module = self.cp.RawModule(code=kernel_source(), options=nvrtc_options(), name_expressions=names)
+        self.module = self.cp.RawModule(code=kernel_source(header), options=nvrtc_options(), name_expressions=names)
         self.functions = {}
 
     def function(self, kernel, dtype):

@@ -19,6 +19,8 @@ lives here, so what runs on the CPU is what runs on the GPU. What each method
 computes is defined by backends/reference.py.
 """
 
+import threading
+
 import numpy as np
 
 from ..shapes import four_pads, output_size, pool_output_shape
@@ -52,6 +54,7 @@ class KernelBackend(Backend):
         self.xp = loader.xp
         self.device = device                # "cpu" or "cuda"
         self.name = "kernels" if device == "cpu" else f"cuda-{loader.name}"
+        self._buffers = threading.local()     # workspaces (see _workspace), one set per thread
 
     # ------------------------------------------------------------------ argument hygiene
     def _array(self, op, name, a, dtype=None, integer=False):
@@ -91,80 +94,90 @@ class KernelBackend(Backend):
         """How many images one im2col chunk holds (at least one)."""
         return max(1, min(n, COLS_BUDGET // max(1, cols_per_image)))
 
+    def _workspace(self, name, shape, dtype):
+        """A scratch array for one step of one op (columns, a reordered gradient), reused
+        across calls instead of allocated each time: the memory grows to the largest
+        request and stays. Per thread, so two threads never share one."""
+        size = int(np.prod(shape))
+        buffers = vars(self._buffers)          # this thread's own dict
+        buffer = buffers.get((name, dtype))
+        if buffer is None or buffer.size < size:
+            buffer = buffers[(name, dtype)] = self.xp.empty((size,), dtype=dtype)
+        return buffer[:size].reshape(shape)
+
     # ------------------------------------------------------------------ convolution
-    def conv2d_forward(self, x, w, b, stride, padding, groups):
+    @staticmethod
+    def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
+        """The im2col/col2im arguments after (count, source, destination, N): C, H, W, kh, kw,
+        sh, sw, pad_top, pad_left, dh, dw, OH, OW."""
+        _, c, h, wd = x_shape
+        kh, kw = w_shape[2:]
+        (sh, sw), (top, bottom, left, right), (dh, dw) = stride, padding, dilation
+        oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(wd, kw, sw, (left, right), dw)
+        return (c, h, wd, kh, kw, sh, sw, top, left, dh, dw, oh, ow)
+
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
         op = "conv2d"
         x = self._array(op, "x", x)
         w = self._array(op, "weight", w, x.dtype)
         n, c, h, wd = x.shape
         o, cg, kh, kw = w.shape
-        (sh, sw), (ph, pw) = stride, padding
-        oh, ow = output_size(h, kh, sh, ph), output_size(wd, kw, sw, pw)
+        geometry = self._conv_geometry(x.shape, w.shape, stride, padding, dilation)
+        oh, ow = geometry[-2:]
         g, og, k, L = groups, o // groups, cg * kh * kw, oh * ow
         xp, run = self.xp, self.loader.run
+        b = xp.zeros((o,), dtype=x.dtype) if b is None else self._array(op, "bias", b, x.dtype)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
         wg = w.reshape(g, og, k)
         step = self._chunk(n, c * kh * kw * L)
-        cols = xp.empty((step, c * kh * kw, L), dtype=x.dtype)
-        # im2col a chunk of images, then one batched GEMM per group for the chunk
+        # a chunk of images at a time: im2col, one GEMM per group (batched), back to NCHW with the bias
         for n0 in range(0, n, step):
             nc = min(step, n - n0)
-            run("im2col", nc * c * kh * kw * L, x[n0:n0 + nc], cols, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-            colsg = cols[:nc].reshape(nc, g, k, L)
-            yg = y[n0:n0 + nc].reshape(nc, g, og, L)
-            for gi in range(g):
-                # y_g[n] (og, L) = w_g (og, k) @ cols_g[n] (k, L), for every n of the chunk
-                self.loader.gemm(wg[gi], colsg[:, gi], yg[:, gi], False, False)
-        if b is not None:
-            b = self._array(op, "bias", b, x.dtype)
-            run("bias_forward", y.size, y, b, o, L)
+            cols = self._workspace("cols", (g, k, nc * L), x.dtype)        # rows (c, ki, kj), columns (n, oy, ox)
+            run("im2col", c * nc * L, x[n0:n0 + nc], cols, nc, *geometry)
+            y_side = self._workspace("y_side", (g, og, nc * L), x.dtype)
+            self.loader.gemm(wg, cols, y_side, False, False)               # y_g = w_g @ cols_g
+            run("side_by_side_to_nchw", nc * o * L, y_side, b, y[n0:n0 + nc], nc, o, L)
         return y
 
-    def conv2d_backward(self, x, w, dy, stride, padding, groups, need_dx=True, need_dw=True, need_db=True):
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True,
+                        need_db=True):
         op = "conv2d backward"
         x = self._array(op, "x", x)
         w = self._array(op, "weight", w, x.dtype)
         dy = self._array(op, "grad_output", dy, x.dtype)
         n, c, h, wd = x.shape
         o, cg, kh, kw = w.shape
-        (sh, sw), (ph, pw) = stride, padding
-        oh, ow = dy.shape[2], dy.shape[3]
+        geometry = self._conv_geometry(x.shape, w.shape, stride, padding, dilation)
+        oh, ow = geometry[-2:]
         g, og, k, L = groups, o // groups, cg * kh * kw, oh * ow
         xp, run, gemm = self.xp, self.loader.run, self.loader.gemm
         wg = w.reshape(g, og, k)
-        dx = dw = db = None
-        step = self._chunk(n, c * kh * kw * L)
-        if need_dx or need_dw:
-            cols = xp.empty((step, c * kh * kw, L), dtype=x.dtype)
+        dx = dw_t = db = None
         if need_dx:
             dx = xp.empty_like(x)
         if need_dw:
-            dw = xp.zeros((g * og * k,), dtype=x.dtype)             # stays 0 for an empty batch
-            per_image = xp.empty((step, g, og, k), dtype=x.dtype)   # dw of each image, then summed
-        for n0 in range(0, n, step):
+            dw_t = xp.zeros((g, k, og), dtype=x.dtype)             # dw transposed; stays 0 for an empty batch
+        step = self._chunk(n, c * kh * kw * L)
+        for n0 in range(0, n if (need_dx or need_dw) else 0, step):
             nc = min(step, n - n0)
-            dyg = dy[n0:n0 + nc].reshape(nc, g, og, L)
+            dy_side = self._workspace("dy_side", (g, og, nc * L), x.dtype)     # dy with the batch side by side
+            run("nchw_to_side_by_side", o * nc * L, dy[n0:n0 + nc], dy_side, nc, o, L)
+            cols = self._workspace("cols", (g, k, nc * L), x.dtype)
             if need_dw:
-                # backward weights: im2col, then dw_g[n] (og, k) = dy_g[n] (og, L) @ cols_g[n]^T (L, k)
-                run("im2col", nc * c * kh * kw * L, x[n0:n0 + nc], cols, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-                colsg = cols[:nc].reshape(nc, g, k, L)
-                for gi in range(g):
-                    gemm(dyg[:, gi], colsg[:, gi], per_image[:nc, gi], False, True)
-                # add up the images of the chunk (a fixed-order column sum, no atomics)
-                if n0 == 0:
-                    run("sum_cols", dw.size, per_image[:nc], dw, nc)
-                else:
-                    part = xp.empty_like(dw)
-                    run("sum_cols", dw.size, per_image[:nc], part, nc)
-                    dw += part
+                # backward weights: dw_g^T (k, og) = cols_g (k, N*L) @ dy_g^T (N*L, og). The transposed
+                # product is the same numbers (the long N*L side is summed over either way), but
+                # multi-threaded OpenBLAS ran dy_g @ cols_g^T many times slower on some of these shapes
+                run("im2col", c * nc * L, x[n0:n0 + nc], cols, nc, *geometry)
+                part = dw_t if n0 == 0 else self._workspace("dw_part", dw_t.shape, x.dtype)
+                gemm(cols, dy_side, part, False, True)
+                if part is not dw_t:
+                    dw_t += part
             if need_dx:
-                # backward data: dcols_g[n] (k, L) = w_g^T (k, og) @ dy_g[n] (og, L), then col2im
-                colsg = cols[:nc].reshape(nc, g, k, L)
-                for gi in range(g):
-                    gemm(wg[gi], dyg[:, gi], colsg[:, gi], True, False)
-                run("col2im", nc * c * h * wd, cols[:nc], dx[n0:n0 + nc], c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-        if need_dw:
-            dw = dw.reshape(w.shape)
+                # backward data: dcols_g (k, N*L) = w_g^T (k, og) @ dy_g (og, N*L), then col2im
+                gemm(wg, dy_side, cols, True, False)
+                run("col2im", nc * c * h * wd, cols, dx[n0:n0 + nc], nc, *geometry)
+        dw = None if dw_t is None else xp.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w.shape)
         if need_db:
             db = self._bias_grad(dy.reshape(n, o, L))
         return dx, dw, db

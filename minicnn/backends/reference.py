@@ -15,34 +15,39 @@ from .base import Backend
 
 
 # --------------------------------------------------------------------------- the NumPy twins of csrc kernels
-def im2col(x, kernel, stride, padding):
-    """Unfold every receptive field into a column.
+def im2col(x, kernel, stride, padding, dilation):
+    """Unfold every receptive field into a column, the batch's columns side by side.
 
-    x: (N, C, H, W)  ->  cols: (N, C*kh*kw, OH*OW), rows ordered (c, i, j) so that
-    a weight of shape (O, C, kh, kw) reshaped to (O, C*kh*kw) multiplies it.
+    x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, i, j) so that a
+    weight of shape (O, C, kh, kw) reshaped to (O, C*kh*kw) multiplies cols reshaped
+    to (C*kh*kw, N*OH*OW) in one product for the whole batch.
+    padding: (top, bottom, left, right); dilation: (dh, dw), the step between taps.
+    Output (i, j) of the window at (oy, ox) is x[oy*sh - top + i*dh, ox*sw - left + j*dw].
     """
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    for i in range(kh):          # each kernel offset (i, j) picks a strided slice
+    (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(w, kw, sw, (left, right), dw)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):          # each tap (i, j) picks a strided slice of every image
         for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
-    return cols.reshape(n, c * kh * kw, oh * ow)
+            window = xp[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw]
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n, oh * ow)
 
 
-def col2im(cols, x_shape, kernel, stride, padding):
-    """The adjoint of im2col: add every column entry back to the pixel it came from."""
+def col2im(cols, x_shape, kernel, stride, padding, dilation):
+    """The adjoint of im2col: add every column entry back to the pixel it came from
+    (taps in row-major order, the order the kernel's gather adds them in)."""
     n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-    cols = cols.reshape(n, c, kh, kw, oh, ow)
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(w, kw, sw, (left, right), dw)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    xp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += cols[:, :, i, j]
-    return xp[:, :, ph:ph + h, pw:pw + w]
+            xp[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+    return xp[:, :, top:top + h, left:left + w]
 
 
 def _pad_for_windows(x, kernel, stride, padding, out, fill):
@@ -71,18 +76,6 @@ def avg_pool_divisor(x_shape, kernel, stride, padding, out, count_include_pad):
     return rows[:, None] * cols[None, :]
 
 
-def _side_by_side(a):
-    """(N, R, L) -> (R, N*L): the batch's matrices side by side, so that one GEMM serves them all."""
-    n, r, l = a.shape
-    return a.transpose(1, 0, 2).reshape(r, n * l)
-
-
-def _unstack(a, n):
-    """(R, N*L) -> (N, R, L), the inverse of _side_by_side."""
-    r = a.shape[0]
-    return a.reshape(r, n, -1).transpose(1, 0, 2)
-
-
 def channel_window_sum(a, size):
     """s[:, c] = sum of a[:, c'] for c' in [c - size//2, c + size//2], clipped at the edges."""
     half = size // 2
@@ -100,52 +93,46 @@ class ReferenceBackend(Backend):
     device = "cpu"
 
     # ------------------------------------------------------------------ convolution
-    def conv2d_forward(self, x, w, b, stride, padding, groups):
-        """y[n, o] = sum_c w[o, c] * x[n, c] (cross-correlation) + b[o], per group.
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
+        """y[n, o, oy, ox] = sum over c, i, j of w[o, c, i, j] * x[n, c, oy*sh - top + i*dh, ox*sw - left + j*dw]
+        + b[o], the sum over c running over o's group (cross-correlation; padding reads 0).
 
-        With cols = im2col(x), each group g is one GEMM over the whole batch:
-        y_g (O/g, N*OH*OW) = w_g (O/g, C/g*kh*kw) @ cols_g (C/g*kh*kw, N*OH*OW).
+        With cols = im2col(x) (rows (c, i, j), columns (n, oy, ox)), each group g is one
+        GEMM over the whole batch: y_g (O/g, N*OH*OW) = w_g (O/g, C/g*kh*kw) @ cols_g (C/g*kh*kw, N*OH*OW).
         """
-        n, c, h, wd = x.shape
-        o, cg, kh, kw = w.shape
-        oh, ow = output_size(h, kh, stride[0], padding[0]), output_size(wd, kw, stride[1], padding[1])
-        cols = im2col(x, (kh, kw), stride, padding).reshape(n, groups, cg * kh * kw, oh * ow)
-        wg = w.reshape(groups, o // groups, cg * kh * kw)
-        y = np.empty((n, groups, o // groups, oh * ow), dtype=x.dtype)
-        for g in range(groups):
-            y[:, g] = _unstack(wg[g] @ _side_by_side(cols[:, g]), n)
-        y = y.reshape(n, o, oh, ow)
+        n, o = x.shape[0], w.shape[0]
+        kh, kw = w.shape[2:]
+        cols = im2col(x, (kh, kw), stride, padding, dilation)          # (C*kh*kw, N, OH*OW)
+        oh = output_size(x.shape[2], kh, stride[0], padding[0:2], dilation[0])
+        ow = output_size(x.shape[3], kw, stride[1], padding[2:4], dilation[1])
+        y = w.reshape(groups, o // groups, -1) @ cols.reshape(groups, -1, n * oh * ow)   # one GEMM per group
+        y = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))   # columns (n, oy, ox) to NCHW
         if b is not None:
             y += b.reshape(1, o, 1, 1)
         return y
 
-    def conv2d_backward(self, x, w, dy, stride, padding, groups, need_dx=True, need_dw=True, need_db=True):
-        """Gradients of conv2d, per group g, with the batch side by side as in forward:
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True,
+                        need_db=True):
+        """Gradients of conv2d, per group g, with the batch side by side as in forward
+        (dy_g: (O/g, N*OH*OW), dy's channels of group g with the batch laid out as cols' columns):
 
-        dw_g   = dy_g @ cols_g^T                    (the GEMM of the weight gradient)
-        dcols_g = w_g^T @ dy_g,  dx = col2im(dcols) (the GEMM of the data gradient, folded back)
-        db[o]  = sum over n, y, x of dy[n, o]
+        dw_g    = dy_g @ cols_g^T                    (the GEMM of the weight gradient)
+        dcols_g = w_g^T @ dy_g,  dx = col2im(dcols)  (the GEMM of the data gradient, folded back)
+        db[o]   = sum over n, y, x of dy[n, o]
         """
-        n, c, h, wd = x.shape
-        o, cg, kh, kw = w.shape
-        oh, ow = dy.shape[2], dy.shape[3]
-        og, k = o // groups, cg * kh * kw
-        dyg = dy.reshape(n, groups, og, oh * ow)
-        wg = w.reshape(groups, og, k)
+        n, o = x.shape[0], w.shape[0]
+        kh, kw = w.shape[2:]
+        dy_side = dy.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)     # (groups, O/g, N*OH*OW)
+        wg = w.reshape(groups, o // groups, -1)                                 # (groups, O/g, C/g*kh*kw)
         dx = dw = db = None
         if need_dw:
-            cols = im2col(x, (kh, kw), stride, padding).reshape(n, groups, k, oh * ow)
-            dw = np.empty((groups, og, k), dtype=x.dtype)
-            for g in range(groups):
-                # computed as (cols_g @ dy_g^T)^T: the same product, but OpenBLAS is many times
-                # faster with the long N*OH*OW dimension inside than with it as the short side
-                dw[g] = (_side_by_side(cols[:, g]) @ _side_by_side(dyg[:, g]).T).T
-            dw = dw.reshape(w.shape)
+            cols = im2col(x, (kh, kw), stride, padding, dilation).reshape(groups, wg.shape[2], -1)
+            # computed as (cols_g @ dy_g^T)^T: the same product, but multi-threaded OpenBLAS ran
+            # dy_g @ cols_g^T many times slower on some of these shapes
+            dw = (cols @ dy_side.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w.shape)
         if need_dx:
-            dcols = np.empty((n, groups, k, oh * ow), dtype=x.dtype)
-            for g in range(groups):
-                dcols[:, g] = _unstack(wg[g].T @ _side_by_side(dyg[:, g]), n)
-            dx = col2im(dcols.reshape(n, c * kh * kw, oh * ow), x.shape, (kh, kw), stride, padding)
+            dcols = wg.transpose(0, 2, 1) @ dy_side                             # (groups, C/g*kh*kw, N*OH*OW)
+            dx = col2im(dcols, x.shape, (kh, kw), stride, padding, dilation)
         if need_db:
             db = dy.sum(axis=(0, 2, 3))
         return dx, dw, db

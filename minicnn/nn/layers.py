@@ -29,27 +29,29 @@ class Conv2d(Module):
     initialisation (uniform in +-1/sqrt(fan_in)); AlexNet re-initialises as the paper did.
     padding: an int, (h, w), (top, bottom, left, right), "same" (stride 1) or "valid"."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True,
+                 dilation=1):
         super().__init__()
         in_channels = checks.positive_int("Conv2d", "in_channels", in_channels)
         out_channels = checks.positive_int("Conv2d", "out_channels", out_channels)
         kh, kw = checks.pair("Conv2d", "kernel_size", kernel_size, 1)
-        conv_hyperparameters("Conv2d", stride, padding, groups)
+        conv_hyperparameters("Conv2d", stride, padding, groups, dilation)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups!r} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-        self.stride, self.padding, self.groups = stride, padding, groups
+        self.stride, self.padding, self.groups, self.dilation = stride, padding, groups, dilation
         bound = 1.0 / math.sqrt(in_channels // groups * kh * kw)
         self.weight = _uniform((out_channels, in_channels // groups, kh, kw), bound)
         self.bias = _uniform((out_channels,), bound) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.dilation)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}")
+                f"padding={self.padding}, groups={self.groups}"
+                + (f", dilation={self.dilation}" if self.dilation not in (1, (1, 1)) else ""))
 
 
 class Linear(Module):

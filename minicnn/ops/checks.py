@@ -85,12 +85,15 @@ def positive_int(op, name, value):
     return int(value)
 
 
-def check_window(op, x, kernel, padding):
-    """The kernel must fit inside the padded input; padding (top, bottom, left, right) or an (h, w) pair."""
+def check_window(op, x, kernel, padding, dilation=(1, 1)):
+    """The kernel's window must fit inside the padded input; padding (top, bottom, left, right) or
+    an (h, w) pair; with dilation d a kernel of size k spans d*(k-1) + 1 positions."""
     top, bottom, left, right = four_pads(padding)
     h, w = x.shape[2] + top + bottom, x.shape[3] + left + right
-    if kernel[0] > h or kernel[1] > w:
-        raise ValueError(f"{op}: kernel size {kernel} is larger than the padded input ({h}, {w})")
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if span[0] > h or span[1] > w:
+        spans = f" with dilation {tuple(dilation)} spans {span}, which" if tuple(dilation) != (1, 1) else ""
+        raise ValueError(f"{op}: kernel size {tuple(kernel)}{spans} is larger than the padded input ({h}, {w})")
 
 
 def input_4d(op, x):

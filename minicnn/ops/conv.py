@@ -13,41 +13,32 @@ from ..shapes import resolve_padding
 from . import checks
 
 
-def conv_hyperparameters(op, stride, padding, groups):
-    """stride as an (h, w) pair, padding as (top, bottom, left, right) or "same"/"valid", groups
-    as an int, each checked; shared with nn.Conv2d."""
+def conv_hyperparameters(op, stride, padding, groups, dilation):
+    """stride and dilation as (h, w) pairs, padding as (top, bottom, left, right) or "same"/"valid",
+    groups as an int, each checked; shared with nn.Conv2d."""
     stride, padding = checks.pair(op, "stride", stride, 1), checks.padding(op, padding)
+    dilation = checks.pair(op, "dilation", dilation, 1)
     if padding == "same" and stride != (1, 1):
         raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride} (PyTorch refuses it too: "
                          f"with a stride the output cannot keep the input's size); give the padding as numbers")
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    return stride, padding, int(groups)
-
-
-def symmetric_padding(op, pads):
-    """(top, bottom, left, right) as the (h, w) pair the convolution backends take today, or a clear error."""
-    top, bottom, left, right = pads
-    if top != bottom or left != right:
-        raise ValueError(f"{op}: padding (top, bottom, left, right) = {pads} is not the same on both sides of "
-                         f"each axis, and conv2d needs asymmetric padding for that, which it does not support "
-                         f"yet (padding='same' with an even kernel pads one more at the end); pad the input "
-                         f"first, or use an odd kernel")
-    return top, left
+    return stride, padding, int(groups), dilation
 
 
 class Conv2d(Function):
-    """2-D cross-correlation, NCHW: y[n, o] = sum over c, i, j of w[o, c, i, j] x[n, c, y*s + i - p, x*s + j - p] + b[o]."""
+    """2-D cross-correlation, NCHW:
+    y[n, o, i, j] = b[o] + sum over c, ki, kj of w[o, c, ki, kj] x[n, c, i*sh - top + ki*dh, j*sw - left + kj*dw]."""
 
     @staticmethod
-    def check(x, weight, bias, stride, padding, groups):
+    def check(x, weight, bias, stride, padding, groups, dilation):
         op = "conv2d"
         x = checks.input_4d(op, x)
         weight = checks.as_tensor(op, "weight", weight)
         checks.check_ndim(op, "weight", weight, 4, "(O, C/groups, kH, kW)")
         bias = None if bias is None else checks.as_tensor(op, "bias", bias)
         checks.check_same(op, x, weight=weight, bias=bias)
-        stride, padding, groups = conv_hyperparameters(op, stride, padding, groups)
+        stride, padding, groups, dilation = conv_hyperparameters(op, stride, padding, groups, dilation)
         out_ch, in_per_group = weight.shape[0], weight.shape[1]
         if x.shape[1] % groups or out_ch % groups:
             raise ValueError(f"{op}: groups={groups} must divide both the input channels ({x.shape[1]}) "
@@ -57,36 +48,38 @@ class Conv2d(Function):
                              f"({in_per_group} per group x {groups} groups), input has {x.shape[1]}")
         if bias is not None and bias.shape != (out_ch,):
             raise ValueError(f"{op}: bias must have shape ({out_ch},), got {bias.shape}")
-        pads = resolve_padding(padding, x.shape[2:], weight.shape[2:], stride)
-        checks.check_window(op, x, weight.shape[2:], pads)
-        return x, weight, bias, stride, symmetric_padding(op, pads), groups
+        pads = resolve_padding(padding, x.shape[2:], weight.shape[2:], stride, dilation)
+        checks.check_window(op, x, weight.shape[2:], pads, dilation)
+        return x, weight, bias, stride, pads, groups, dilation
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, groups):
+    def forward(ctx, x, weight, bias, stride, padding, groups, dilation):
         ctx.backend = backends.for_array(x)
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding, ctx.groups = stride, padding, groups
-        return ctx.backend.conv2d_forward(x, weight, bias, stride, padding, groups)
+        ctx.stride, ctx.padding, ctx.groups, ctx.dilation = stride, padding, groups, dilation
+        return ctx.backend.conv2d_forward(x, weight, bias, stride, padding, groups, dilation)
 
     @staticmethod
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx, dw, db = ctx.backend.conv2d_backward(x, weight, grad_output, ctx.stride, ctx.padding, ctx.groups,
-                                                 need_x, need_w, need_b)
-        return dx, dw, db, None, None, None
+                                                 ctx.dilation, need_x, need_w, need_b)
+        return dx, dw, db, None, None, None, None
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1, dilation=1):
     """2-D cross-correlation, NCHW. weight: (O, C/groups, kH, kW); bias: (O,).
 
-    padding: an int, an (h, w) pair, a (top, bottom, left, right) tuple, "valid" (none)
-    or "same" (stride 1 only: the output keeps the input's size; the padding is kH - 1
-    rows, the odd one at the bottom, as PyTorch). Output size:
-    floor((H + top + bottom - kH) / stride) + 1. With groups=2 the channels split into
-    two independent towers, as AlexNet's two GPUs.
+    stride and dilation: an int or an (h, w) pair; dilation d spaces the kernel's taps d
+    pixels apart (PyTorch's ``dilation``). padding: an int, an (h, w) pair, a (top, bottom,
+    left, right) tuple, "valid" (none) or "same" (stride 1 only: the output keeps the
+    input's size; the padding is dH*(kH-1) rows, the odd one at the bottom, as PyTorch).
+    Output size: floor((H + top + bottom - dH*(kH-1) - 1) / stride) + 1, likewise the width;
+    with dilation 1 and padding p, floor((H + 2p - kH) / stride) + 1. With groups=2 the
+    channels split into two independent towers, as AlexNet's two GPUs.
     """
-    return Conv2d.apply(x, weight, bias, stride, padding, groups)
+    return Conv2d.apply(x, weight, bias, stride, padding, groups, dilation)
 
 
 class Linear(Function):

@@ -1,0 +1,292 @@
+"""One training step on the CPU: minicnn (each CPU backend) against PyTorch.
+
+    python benchmarks/cpu_step.py                       # both networks, every runner
+    python benchmarks/cpu_step.py --repeats 9 --json out.json
+    python benchmarks/cpu_step.py --profile             # also the per-kernel split of the kernels backend
+    python benchmarks/cpu_step.py --networks small --runners kernels torch
+
+A step is what fit() does per batch: forward, cross-entropy, backward, SGD with
+momentum 0.9 and weight decay 5e-4 (the paper's), on random images of the
+network's input size. The networks:
+
+    small   models.alexnet_small, batch 64, 1x28x28, 10 classes (the main job's network)
+    alexnet models.alexnet (the paper's), batch 16, 3x227x227, 1000 classes
+
+The runners:
+
+    reference  minicnn's NumPy reference backend
+    kernels    minicnn's csrc kernels compiled for the host (minicnn._host), on
+               MINICNN_NUM_THREADS threads (default: every core this process may use)
+    torch      PyTorch on the CPU (where importable), the same layers and weights,
+               torch.set_num_threads(--torch-threads, default the same core count)
+
+minicnn sets OMP_WAIT_POLICY=PASSIVE unless it is set (see minicnn/backends/host.py);
+PyTorch, imported after minicnn here, inherits it, so both run under the same
+policy. Run with OMP_WAIT_POLICY=active to see both with spinning threads.
+
+The machine this runs on is often shared, so the runners are INTERLEAVED (step 1
+of every runner, then step 2 of every runner, ...) after warm-up steps, and each
+runner's time is the MEDIAN of its steps; the spread (min..max) is printed too.
+"x torch" is the runner's median divided by PyTorch's (lower is better). "cpu ms"
+is the median CPU time of the process per step (all its threads): far below
+threads x wall time, the step waited (for a core another program held, say).
+
+--profile times every kernel launch and GEMM of the kernels runner (the loader's
+run and gemm, a few extra steps after the timed ones) and prints where its step goes,
+wall clock and CPU time, sorted by CPU time; "other" is what is left: Python, the
+autograd, NumPy allocations and copies. With MINICNN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+the CPU-time split is the steadiest view of the work on a machine other programs share.
+The JSON holds every number printed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+try:  # the installed minicnn (this script's folder, not the checkout, is first on sys.path)
+    import minicnn  # noqa: F401
+except ImportError:  # a checkout that was never installed: use the source tree beside this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import minicnn as mc  # noqa: E402
+import minicnn.functional as F  # noqa: E402
+from minicnn import backends, nn  # noqa: E402
+from minicnn.backends.host import available_cores  # noqa: E402
+
+NETWORKS = {
+    # name: (model factory, batch, (C, H, W), classes)
+    "small": (lambda: mc.models.alexnet_small(num_classes=10, in_channels=1, input_size=28), 64, (1, 28, 28), 10),
+    "alexnet": (lambda: mc.models.alexnet(num_classes=1000), 16, (3, 227, 227), 1000),
+}
+RUNNERS = ("reference", "kernels", "torch")
+SGD_SETTINGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+# --------------------------------------------------------------------------- minicnn
+class MinicnnStep:
+    """fit()'s inner loop on one batch, on a CPU backend ("reference" or "kernels")."""
+
+    def __init__(self, network, backend, seed=0):
+        factory, batch, chw, classes = NETWORKS[network]
+        mc.manual_seed(seed)
+        self.model = factory()
+        self.model.train()
+        self.optimizer = mc.optim.SGD(self.model.parameters(), **SGD_SETTINGS)
+        rng = np.random.default_rng(seed)
+        self.images = rng.standard_normal((batch,) + chw).astype(np.float32)
+        self.labels = rng.integers(0, classes, batch)
+        self.backend = backend
+
+    def __call__(self):
+        previous = backends.get_cpu_backend()
+        backends.set_cpu_backend(self.backend)
+        try:
+            loss = F.cross_entropy(self.model(mc.Tensor(self.images)), self.labels)
+            loss.item()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        finally:
+            backends.set_cpu_backend(previous)
+
+
+# --------------------------------------------------------------------------- PyTorch
+def torch_model(model):
+    """The same layers and weights as a minicnn Sequential, in PyTorch."""
+    import torch
+
+    layers = []
+    for name, layer in model.named_children():
+        if isinstance(layer, nn.Conv2d):
+            t = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                layer.padding, groups=layer.groups, bias=layer.bias is not None)
+        elif isinstance(layer, nn.Linear):
+            t = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        elif isinstance(layer, nn.LocalResponseNorm):
+            # PyTorch divides alpha by size; the paper (minicnn's default) does not
+            alpha = layer.alpha if layer.divide_alpha_by_size else layer.alpha * layer.size
+            t = torch.nn.LocalResponseNorm(layer.size, alpha, layer.beta, layer.k)
+        elif isinstance(layer, nn.MaxPool2d):
+            t = torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, nn.ReLU):
+            t = torch.nn.ReLU()
+        elif isinstance(layer, nn.Dropout):
+            t = torch.nn.Dropout(layer.p)
+        elif isinstance(layer, nn.Flatten):
+            t = torch.nn.Flatten()
+        else:
+            raise TypeError(f"no PyTorch twin for layer {name} ({type(layer).__name__})")
+        if hasattr(layer, "weight"):
+            with torch.no_grad():
+                t.weight.copy_(torch.from_numpy(layer.weight.data))
+                if layer.bias is not None:
+                    t.bias.copy_(torch.from_numpy(layer.bias.data))
+        layers.append(t)
+    return torch.nn.Sequential(*layers)
+
+
+class TorchStep:
+    def __init__(self, network, threads, seed=0):
+        import torch
+
+        torch.set_num_threads(threads)
+        factory, batch, chw, classes = NETWORKS[network]
+        mc.manual_seed(seed)
+        self.torch = torch
+        self.model = torch_model(factory())
+        self.model.train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), **SGD_SETTINGS)
+        rng = np.random.default_rng(seed)
+        self.images = torch.from_numpy(rng.standard_normal((batch,) + chw).astype(np.float32))
+        self.labels = torch.from_numpy(rng.integers(0, classes, batch))
+
+    def __call__(self):
+        loss = self.torch.nn.functional.cross_entropy(self.model(self.images), self.labels)
+        loss.item()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+# --------------------------------------------------------------------------- the per-kernel split
+class TimingLoader:
+    """Wraps a loader: every run() and gemm() is timed, wall clock and CPU time, by name."""
+
+    def __init__(self, loader):
+        self.inner = loader
+        self.name, self.xp = loader.name, loader.xp
+        self.seconds = defaultdict(float)
+        self.cpu_seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    def _timed(self, name, function, *args):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        function(*args)
+        self.seconds[name] += time.perf_counter() - start
+        self.cpu_seconds[name] += time.process_time() - start_cpu
+        self.calls[name] += 1
+
+    def run(self, kernel, count, *args):
+        self._timed(kernel, self.inner.run, kernel, count, *args)
+
+    def gemm(self, a, b, out, trans_a, trans_b):
+        self._timed("gemm", self.inner.gemm, a, b, out, trans_a, trans_b)
+
+
+def profile(step, steps):
+    """Per step: the wall-clock and CPU seconds of each kernel (and 'gemm', and 'other': the
+    rest of the step) of the kernels backend."""
+    host = backends.host_backend()
+    timing = TimingLoader(host.loader)
+    host.loader = timing
+    try:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            step()
+        total, total_cpu = (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
+    finally:
+        host.loader = timing.inner
+    split = {name: s / steps for name, s in timing.seconds.items()}
+    split["other"] = total - sum(split.values())
+    cpu = {name: s / steps for name, s in timing.cpu_seconds.items()}
+    cpu["other"] = total_cpu - sum(cpu.values())
+    order = sorted(split, key=lambda name: -cpu[name])
+    return dict(step=total, step_cpu=total_cpu, seconds={name: split[name] for name in order},
+                cpu_seconds={name: cpu[name] for name in order},
+                calls={name: c // steps for name, c in timing.calls.items()})
+
+
+# --------------------------------------------------------------------------- main
+def measure(network, runners, repeats, warmup, torch_threads):
+    steps = {}
+    for runner in runners:
+        if runner == "torch":
+            try:
+                steps[runner] = TorchStep(network, torch_threads)
+            except ImportError:
+                print("  torch: not importable, skipped", file=sys.stderr)
+                continue
+        else:
+            steps[runner] = MinicnnStep(network, runner)
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {runner: [] for runner in steps}
+    cpu_times = {runner: [] for runner in steps}
+    for _ in range(repeats):
+        for runner, step in steps.items():   # interleaved: a busy spell hits every runner alike
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            times[runner].append(time.perf_counter() - start)
+            cpu_times[runner].append(time.process_time() - start_cpu)
+    return steps, times, cpu_times
+
+
+def table(results):
+    lines = [f"{'network':<9} {'runner':<10} {'median ms':>10} {'min..max ms':>17} {'x torch':>8} {'cpu ms':>8}"]
+    for network, rows in results.items():
+        torch_ms = rows.get("torch", {}).get("median_ms")
+        for runner, row in rows.items():
+            ratio = f"{row['median_ms'] / torch_ms:.2f}" if torch_ms else "-"
+            spread = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
+            lines.append(f"{network:<9} {runner:<10} {row['median_ms']:>10.1f} {spread:>17} {ratio:>8} "
+                         f"{row['cpu_median_ms']:>8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=list(RUNNERS))
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per runner (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int, default=available_cores())
+    parser.add_argument("--profile", action="store_true", help="the kernels runner's per-kernel time split")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    from minicnn.backends import host
+    results, profiles = {}, {}
+    for network in args.networks:
+        steps, times, cpu_times = measure(network, args.runners, args.repeats, args.warmup, args.torch_threads)
+        results[network] = {runner: dict(median_ms=1e3 * statistics.median(t), min_ms=1e3 * min(t),
+                                         max_ms=1e3 * max(t), all_ms=[round(1e3 * s, 2) for s in t],
+                                         cpu_median_ms=1e3 * statistics.median(cpu_times[runner]))
+                            for runner, t in times.items()}
+        if args.profile and "kernels" in steps:
+            profiles[network] = profile(steps["kernels"], max(2, args.repeats // 2))
+    print(table(results))
+    for network, p in profiles.items():
+        print(f"\nwhere the kernels backend's {network} step goes ({1e3 * p['step']:.0f} ms, "
+              f"{1e3 * p['step_cpu']:.0f} ms of CPU, {host.num_threads()} threads):")
+        print(f"  {'':<32} {'ms':>8} {'cpu ms':>8} {'cpu %':>6}  calls")
+        for name, seconds in p["seconds"].items():
+            cpu = p["cpu_seconds"][name]
+            print(f"  {name:<32} {1e3 * seconds:8.1f} {1e3 * cpu:8.1f} {100 * cpu / p['step_cpu']:5.1f}%  "
+                  f"{p['calls'].get(name, '')}")
+    if args.json:
+        info = dict(machine=platform.node(), processor=platform.processor(), cores=available_cores(),
+                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+                    minicnn_threads=host.num_threads(), torch_threads=args.torch_threads,
+                    repeats=args.repeats, warmup=args.warmup, numpy=np.__version__)
+        try:
+            import torch
+            info["torch"] = torch.__version__
+        except ImportError:
+            pass
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(dict(info=info, results=results, profiles=profiles), f, indent=2)
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""im2col and col2im variants, checked against the NumPy reference, then timed on AlexNet's convolutions.
+
+    python dev/im2col.py 2                       # the kernels csrc/im2col.cuh ships, on the CPU
+    python dev/im2col.py 1 --threads 1           # the first kernels, one thread
+    python dev/im2col.py 2 --device cuda         # on a GPU (needs CuPy)
+    python dev/im2col.py 2 --batch 128 --repeats 20
+
+The variants are in dev/im2col_variants.cuh. Each is first run on small shapes with
+stride, asymmetric padding and dilation and compared with backends/reference.py's
+im2col and col2im: both kernels only copy and add in the reference's order, so the
+results must be equal bit for bit. Then each of the paper's five convolutions
+(benchmarks/conv_bench.py's LAYERS) is timed: the median of --repeats runs (wall clock,
+and CPU time, which a busy machine disturbs less), and the bandwidth it reaches (bytes
+of cols written and x read, or the other way round, per wall-clock second).
+"""
+
+import sys
+
+from common import ROOT, check, parser, time_ms, to_device, variant_loader
+
+import numpy as np
+
+from minicnn.backends import reference
+from minicnn.shapes import output_size
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from conv_bench import LAYERS  # noqa: E402  the paper's AlexNet convolutions, written once
+
+VARIANTS = {
+    1: "the first kernels: one thread per entry of cols (im2col), all kh*kw taps tried (col2im)",
+    2: "Caffe's shape, as csrc/im2col.cuh: one thread per window (im2col), covering outputs only (col2im)",
+}
+KERNELS = {1: ("im2col_1", "col2im_1"), 2: ("im2col", "col2im")}
+HEADER = ROOT / "dev" / "im2col_variants.cuh"
+
+# (N, C, H, W), kernel, stride, (top, bottom, left, right), dilation: shapes to check on
+CHECKS = [
+    ((2, 3, 9, 10), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((2, 5, 11, 9), (3, 2), (2, 1), (1, 0, 2, 1), (2, 3)),
+    ((1, 2, 7, 8), (4, 4), (3, 2), (0, 3, 2, 0), (1, 2)),
+    ((3, 4, 15, 15), (11, 11), (4, 4), (0, 0, 0, 0), (1, 1)),
+]
+
+
+class Geometry:
+    """One convolution's shapes, and the kernels' arguments after (count, source, destination)."""
+
+    def __init__(self, x_shape, kernel, stride, padding, dilation):
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw) = kernel, stride, padding, dilation
+        self.x_shape, self.kernel, self.stride, self.padding, self.dilation = x_shape, kernel, stride, padding, dilation
+        oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(w, kw, sw, (left, right), dw)
+        self.cols_shape = (c * kh * kw, n, oh * ow)
+        self.arguments = (n, c, h, w, kh, kw, sh, sw, top, left, dh, dw, oh, ow)
+        self.windows = c * n * oh * ow                    # variant 2's im2col threads
+
+    def reference(self, x, cols):
+        return (reference.im2col(x, self.kernel, self.stride, self.padding, self.dilation),
+                reference.col2im(cols, self.x_shape, self.kernel, self.stride, self.padding, self.dilation))
+
+
+def run_im2col(loader, variant, geometry, x, cols):
+    count = cols.size if variant == 1 else geometry.windows     # variant 1: one thread per entry
+    loader.run(KERNELS[variant][0], count, x, cols, *geometry.arguments)
+
+
+def run_col2im(loader, variant, geometry, cols, x):
+    loader.run(KERNELS[variant][1], x.size, cols, x, *geometry.arguments)
+
+
+def options():
+    """The driver's command line: dev/common.py's options and --batch."""
+    result = parser(__doc__.splitlines()[0], VARIANTS)
+    result.add_argument("--batch", type=int, default=16, help="images per timed convolution")
+    return result
+
+
+def main(argv=None):
+    args = options().parse_args(argv)
+    loader = variant_loader(HEADER, KERNELS[args.variant], args)
+    rng = np.random.default_rng(0)
+    print(f"variant {args.variant}: {VARIANTS[args.variant]}")
+
+    # 1. the same numbers as the reference, bit for bit, on small awkward shapes
+    for x_shape, kernel, stride, padding, dilation in CHECKS:
+        for dtype in (np.float32, np.float64):
+            geometry = Geometry(x_shape, kernel, stride, padding, dilation)
+            x = rng.standard_normal(x_shape).astype(dtype)
+            cols = rng.standard_normal(geometry.cols_shape).astype(dtype)
+            want_cols, want_x = geometry.reference(x, cols)
+            ours_cols = to_device(np.full(geometry.cols_shape, np.nan, dtype), args)   # NaN: a missed entry shows
+            run_im2col(loader, args.variant, geometry, to_device(x, args), ours_cols)
+            ours_x = to_device(np.full(x_shape, np.nan, dtype), args)
+            run_col2im(loader, args.variant, geometry, to_device(cols, args), ours_x)
+            where = f"{x_shape} k{kernel} s{stride} p{padding} d{dilation} {np.dtype(dtype).name}"
+            check(f"im2col {where}", ours_cols, want_cols)
+            check(f"col2im {where}", ours_x, want_x)
+
+    # 2. the time on the paper's convolutions
+    threads = f", {args.threads} threads" if args.device == "cpu" else ""
+    print(f"\nAlexNet's convolutions, batch {args.batch}, float32, {args.device}{threads}; "
+          f"median of {args.repeats}")
+    print(f"{'layer':<6} {'im2col ms':>10} {'cpu ms':>7} {'GB/s':>6} {'col2im ms':>10} {'cpu ms':>7} {'GB/s':>6}")
+    for name, chw, _, k, s, p, _ in LAYERS:
+        geometry = Geometry((args.batch,) + chw, (k, k), (s, s), (p, p, p, p), (1, 1))
+        x = to_device(rng.standard_normal(geometry.x_shape).astype(np.float32), args)
+        cols = to_device(np.zeros(geometry.cols_shape, np.float32), args)
+        moved = 4 * (x.size + cols.size) / 1e9                 # GB read and written by either kernel
+        forward, forward_cpu = time_ms(lambda: run_im2col(loader, args.variant, geometry, x, cols), args)
+        backward, backward_cpu = time_ms(lambda: run_col2im(loader, args.variant, geometry, cols, x), args)
+        print(f"{name:<6} {forward:>10.2f} {forward_cpu:>7.2f} {moved / forward * 1e3:>6.1f} "
+              f"{backward:>10.2f} {backward_cpu:>7.2f} {moved / backward * 1e3:>6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
