@@ -212,20 +212,6 @@ def test_help_commands_run_as_written(command, capsys):
     assert e.value.code == 0 and "default" in capsys.readouterr().out
 
 
-def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import conv_bench
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    for command in (c for c in CHECKS if c.startswith("python benchmarks/conv_bench.py")):
-        layers = re.search(r"--layers ([\w ]+?)\]?$", command).group(1).split()
-        conv_bench.main(["--device", "cpu", "--layers", *layers, "--batch", "1", "--repeats", "1", "--warmup", "0",
-                         "--json", ""])
-        printed = capsys.readouterr().out
-        assert all(layer in printed for layer in layers)
-
-
 def _script(folder, name):
     """A script of benchmarks/ or dev/, imported as a module (its folder on sys.path while it loads)."""
     import importlib
@@ -234,6 +220,16 @@ def _script(folder, name):
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / folder))
+
+
+def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
+    conv_bench = _script("benchmarks", "conv_bench")
+    for command in (c for c in CHECKS if c.startswith("python benchmarks/conv_bench.py")):
+        layers = re.search(r"--layers ([\w ]+?)\]?$", command).group(1).split()
+        conv_bench.main(["--device", "cpu", "--layers", *layers, "--batch", "1", "--repeats", "1", "--warmup", "0",
+                         "--json", ""])
+        printed = capsys.readouterr().out
+        assert all(layer in printed for layer in layers)
 
 
 def test_scaling_benchmark_commands_parse_as_written():
