@@ -98,6 +98,7 @@ CHECKS = {
     "python benchmarks/scaling.py --rounds 5": ("small", "as above"),
     "python benchmarks/cpu_step.py": ("small", "--networks small --runners reference kernels --repeats 1 --warmup 0"),
     "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
+    "python benchmarks/cpu_step.py --repeats 5 --profile": ("small", "as above"),
     # ---- dev/'s numbered kernel variants
     "python dev/im2col.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/im2col.py 1 --threads 1": ("small", "as above"),
