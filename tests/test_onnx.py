@@ -139,6 +139,55 @@ def test_imported_model_trains_with_minicnn_autograd(tmp_path):
     assert back.conv1.weight.grad.shape == (32, 1, 5, 5)
 
 
+def test_conv_with_dilation_asymmetric_and_same_padding_exports(tmp_path):
+    mc.manual_seed(2)
+    model = mc.nn.Sequential(mc.nn.Conv2d(3, 4, 3, dilation=2, padding=(1, 2, 0, 1)), mc.nn.ReLU(),
+                             mc.nn.Conv2d(4, 6, 4, padding="same", groups=2),     # even kernel: one more pixel at the end
+                             mc.nn.Conv2d(6, 2, 3, stride=2, dilation=(1, 2)), mc.nn.Flatten())
+    x = np.random.default_rng(6).standard_normal((2, 3, 11, 12)).astype(np.float32)
+    proto = mc.onnx.export(model, x, tmp_path / "conv.onnx")
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    attributes = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in convs]
+    assert [a["pads"] for a in attributes] == [[1, 0, 2, 1], [1, 1, 2, 2], [0, 0, 0, 0]]    # top, left, bottom, right
+    assert [a["dilations"] for a in attributes] == [[2, 2], [1, 1], [1, 2]]
+    expected = logits(model, x)
+    np.testing.assert_allclose(run_onnxruntime(tmp_path / "conv.onnx", x), expected, **tolerance(expected))
+    np.testing.assert_allclose(logits(mc.onnx.load(tmp_path / "conv.onnx"), x), expected, **tolerance(expected))
+
+
+def graph_of(nodes, input_shape, initializers=()):
+    """A one-input ONNX model around nodes (output 'output'; its shape left to inference)."""
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+                              initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_and_onnx_default_strides_load_as_onnxruntime_runs_them(tmp_path, auto_pad):
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(7)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 4, 3)).astype(np.float32), "w")
+    dilations = [1, 2] if auto_pad == "VALID" else [1, 1]          # ONNX Runtime refuses dilated SAME
+    nodes = [helper.make_node("Conv", ["input", "w"], ["a"], auto_pad=auto_pad, strides=[2, 3], dilations=dilations),
+             helper.make_node("MaxPool", ["a"], ["b"], kernel_shape=[2, 2], auto_pad=auto_pad),   # stride 1
+             helper.make_node("AveragePool", ["b"], ["output"], kernel_shape=[3, 2], strides=[1, 2])]
+    model = graph_of(nodes, [2, 3, 13, 17], [weight])
+    onnx.save(model, str(tmp_path / "auto_pad.onnx"))
+    x = rng.standard_normal((2, 3, 13, 17)).astype(np.float32)
+    expected = run_onnxruntime(tmp_path / "auto_pad.onnx", x)
+    np.testing.assert_allclose(logits(mc.onnx.load(model), x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_with_dilations_is_refused_by_name():
+    from onnx import helper
+    model = graph_of([helper.make_node("MaxPool", ["input"], ["output"], kernel_shape=[2, 2], dilations=[2, 2])],
+                     [1, 1, 6, 6])
+    with pytest.raises(NotImplementedError, match=r"pooling with dilations \(2, 2\)"):
+        logits(mc.onnx.load(model), np.zeros((1, 1, 6, 6), np.float32))
+
+
 def test_unsupported_onnx_nodes_are_listed_at_once(tmp_path):
     from onnx import TensorProto, helper
     nodes = [helper.make_node("Relu", ["input"], ["a"], name="fine"),

@@ -56,11 +56,27 @@ class OnnxModule(Module):
 
 
 # --------------------------------------------------------------------------- ONNX node -> minicnn op
-def _pads_to_minicnn(pads, kernel):
-    """ONNX [top, left, bottom, right] as minicnn's (top, bottom, left, right), or a (ph, pw) pair when symmetric."""
-    if not pads:
+def _padding(a, x, kernel, strides, dilations=(1, 1)):
+    """ONNX's explicit pads [top, left, bottom, right], or its auto_pad, as minicnn's padding:
+    (top, bottom, left, right), or a (ph, pw) pair when symmetric."""
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad == "VALID":
         return (0, 0)
-    top, left, bottom, right = pads
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # ONNX's rule: output = ceil(input / stride), the padding it takes split in two;
+        # the odd pixel goes to the end (SAME_UPPER, PyTorch's "same") or to the start
+        sides = []
+        for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            sides += [small, big] if auto_pad == "SAME_UPPER" else [big, small]
+        top, bottom, left, right = sides
+    elif auto_pad == "NOTSET":
+        pads = a.get("pads") or (0, 0, 0, 0)
+        top, left, bottom, right = pads
+    else:
+        raise ValueError(f"mc.onnx.load: unknown auto_pad {auto_pad!r} (NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
     if top == bottom and left == right:
         return (top, left)
     return (top, bottom, left, right)
@@ -73,11 +89,9 @@ def _array(value):
 def _conv(args, a):
     x, w = args[0], args[1]
     bias = args[2] if len(args) > 2 else None
-    kwargs = {}
-    if tuple(a.get("dilations", (1, 1))) != (1, 1):
-        kwargs["dilation"] = tuple(a["dilations"])
-    return F.conv2d(x, w, bias, stride=tuple(a.get("strides", (1, 1))),
-                    padding=_pads_to_minicnn(a.get("pads"), w.shape[2:]), groups=a.get("group", 1), **kwargs)
+    strides, dilations = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
+    return F.conv2d(x, w, bias, stride=strides, padding=_padding(a, x, w.shape[2:], strides, dilations),
+                    groups=a.get("group", 1), dilation=dilations)
 
 
 def _gemm(args, a):
@@ -101,10 +115,14 @@ def _gemm(args, a):
 def _pool(op):
     def run(args, a):
         kernel = tuple(a["kernel_shape"])
+        strides = tuple(a.get("strides", (1, 1)))                  # ONNX's default stride is 1, not the kernel
+        if tuple(a.get("dilations", (1, 1))) != (1, 1):
+            raise NotImplementedError(f"mc.onnx.load: pooling with dilations {tuple(a['dilations'])}: minicnn's "
+                                      "pooling has no dilation")
         kwargs = {"ceil_mode": bool(a.get("ceil_mode", 0))}
         if op is F.avg_pool2d:
             kwargs["count_include_pad"] = bool(a.get("count_include_pad", 0))    # ONNX's default is 0
-        return op(args[0], kernel, tuple(a.get("strides", kernel)), _pads_to_minicnn(a.get("pads"), kernel), **kwargs)
+        return op(args[0], kernel, strides, _padding(a, args[0], kernel, strides), **kwargs)
     return run
 
 
