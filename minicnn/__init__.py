@@ -11,9 +11,13 @@ from .random import manual_seed
 from .summary import summary
 from .graph import draw_graph, record_gradient_norms
 from .explain import explain
+from .trace import trace
 from .gradcheck import gradcheck
 from . import optim, data, distributed
 from .training import fit, evaluate, History
 from .checkpoint import save, load
 from . import transfer, weights
 from . import onnx
+
+from .trace import trace_script_if_asked as _trace_script_if_asked
+_trace_script_if_asked()     # MINICNN_TRACE=1: trace the whole script, print the table at its exit

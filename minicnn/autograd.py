@@ -88,15 +88,38 @@ def module_scope(module):
 def observe(observer):
     """Inside this block ``observer`` sees every op run:
 
-        observer.op_started(node, phase)                      phase: "forward" or "backward"
+        observer.op_started(node, phase)                      phase: "forward", "backward" or "step"
         observer.op_finished(node, phase, inputs, output)     forward: the apply() arguments and the
-                                                              output Tensor; backward: None, None
+                                                              output Tensor; otherwise None, None
+    Phase "step" is work outside the graph announced by observed_step (an optimizer's update).
     mc.trace times ops this way; the ONNX exporter records the forward graph with it."""
     _observers.append(observer)
     try:
         yield observer
     finally:
         _observers.remove(observer)
+
+
+class _OutsideTheGraph:
+    """What observers see of work no Function records: a name, and no module or shape."""
+
+    module = None
+    output_shape = ()
+
+    def __init__(self, name):
+        self.name = name
+
+
+@contextlib.contextmanager
+def observed_step(name):
+    """Observers see the work inside this block as one op called ``name``, in phase "step":
+    an optimizer's update, which runs outside the graph, shows in mc.trace as "SGD.step"."""
+    node = _OutsideTheGraph(name)
+    for observer in _observers:
+        observer.op_started(node, "step")
+    yield
+    for observer in _observers:
+        observer.op_finished(node, "step", None, None)
 
 
 class RemovableHandle:

@@ -1,4 +1,4 @@
-"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | explain.
+"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | trace | explain.
 
     python -m minicnn train                      # the main job: small AlexNet on 5,000 MNIST digits
     python -m minicnn train --dataset folder:~/photos --model alexnet --epochs 30
@@ -8,6 +8,7 @@
     mpiexec -n 2 python -m minicnn train           # data parallel: the same run on two processes
     python -m minicnn export runs/<timestamp>/checkpoint.npz model.onnx
     python -m minicnn graph alexnet_small
+    python -m minicnn trace alexnet --batch 8
     python -m minicnn explain conv2d
 
 Exit status: 0 when done; 2 when the command line asks for something that cannot
@@ -420,6 +421,43 @@ def graph_command(args):
     return 0
 
 
+def trace_command(args):
+    import minicnn as mc
+    import minicnn.functional as F
+    from .backends import host
+    if args.cpu_backend:
+        if args.cpu_backend == "kernels" and host._host is None:
+            raise UsageError(host.missing_extension_message())
+        mc.set_cpu_backend(args.cpu_backend)
+    device = choose_device(args.device)
+    name = args.model
+    num_classes = 10 if name == "alexnet_small" else 1000
+    mc.manual_seed(0)
+    model = getattr(mc.models, name)(num_classes=num_classes).to(device)
+    model.train()
+    rng = mc.random.generator()
+    images = mc.Tensor(rng.standard_normal((args.batch,) + ZOO[name]).astype(np.float32)).to(device)
+    labels = rng.integers(0, num_classes, args.batch)
+    optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)   # the paper's
+
+    def step():
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()          # untraced: what a first step pays once (compiling kernels on a GPU, first memory use)
+    with mc.trace(model=model) as trace:
+        step()
+    runs_on = f"CPU, {mc.get_cpu_backend()} backend" if device == "cpu" else f"GPU, {mc.get_cuda_loader()} loader"
+    print(f"one training step of {name} (forward, cross-entropy, backward, SGD) on {args.batch} images of "
+          f"{'x'.join(map(str, ZOO[name]))}, {runs_on}; the second step, the first untraced\n")
+    print(trace)
+    print()
+    print(trace.summary())
+    return 0
+
+
 def explain_command(args):
     import minicnn as mc
     with user_input():
@@ -526,6 +564,21 @@ def build_parser():
     graph.add_argument("--depth", type=_positive_int, default=None,
                        help="collapse each layer at this depth of the model into one box (1: one box per layer)")
 
+    trace = commands.add_parser(
+        "trace", parents=[common], formatter_class=HelpFormatter,
+        help="the ops, kernel launches and GEMMs of one training step, with their work and time",
+        description="Run one training step of a zoo model (forward, cross-entropy, backward, SGD with the "
+                    "paper's settings) on random images under mc.trace and print every op, every kernel launch "
+                    "and GEMM it made (count, shapes, FLOPs, bytes, time), then the time by op and by kernel. "
+                    "A first step runs untraced, so the one shown pays no first-use costs.")
+    trace.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models), for its own input size")
+    trace.add_argument("--batch", type=_positive_int, default=8, help="images in the step")
+    trace.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="auto: the GPU when CuPy sees one, else the CPU")
+    trace.add_argument("--cpu-backend", default=None, choices=("reference", "kernels"),
+                       help="on the CPU: the NumPy reference or the csrc kernels compiled for the host "
+                            "(default: as MINICNN_CPU_BACKEND or mc.set_cpu_backend chose)")
+
     explain = commands.add_parser(
         "explain", parents=[common], formatter_class=HelpFormatter,
         help="an op's formula, its derivative, and where its three definitions are",
@@ -578,7 +631,8 @@ def _main(argv):
             return transfer_command([a for a in argv[1:] if a != "--debug"])
         args = build_parser().parse_args(argv)
         commands = {"train": train_command, "evaluate": evaluate_command, "summary": summary_command,
-                    "export": export_command, "graph": graph_command, "explain": explain_command}
+                    "export": export_command, "graph": graph_command, "trace": trace_command,
+                    "explain": explain_command}
         return commands[args.command](args)
     except KeyboardInterrupt:
         if debug:

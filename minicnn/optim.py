@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from . import backends
+from . import autograd, backends
 from . import device as _device
 
 
@@ -150,6 +150,10 @@ class SGD(Optimizer):
             raise ValueError("nesterov momentum needs momentum > 0")
 
     def step(self):
+        with autograd.observed_step("SGD.step"):
+            self._update()
+
+    def _update(self):
         for pos, group, p in self._trainable():
             velocity = None  # plain SGD (momentum 0) needs no buffer
             if group["momentum"] != 0:
@@ -181,6 +185,10 @@ class Adam(Optimizer):
             raise ValueError(f"weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
+        with autograd.observed_step("Adam.step"):
+            self._update()
+
+    def _update(self):
         for pos, group, p in self._trainable():
             buffers = self.state.setdefault(pos, {})
             if "m" not in buffers:

@@ -251,3 +251,31 @@ def test_a_resnet18_step_with_the_loss_options_copies_nothing_to_the_host(fake_g
     optimizer.step()
     assert fake_gpu.transfers == [], "a training step waited for the GPU:\n  " + "\n  ".join(fake_gpu.transfers)
     assert isinstance(model.layer1[0].bn1.running_mean.data, DeviceArray)
+
+
+def test_a_trace_waits_for_the_gpu_around_each_op_and_launch_and_nowhere_else(fake_gpu):
+    """mc.trace times launches by waiting for the GPU before and after each one (and each op);
+    an untraced step, before or after a trace, never waits. Reading shapes copies nothing."""
+    from minicnn.backends import cuda
+    waits = []
+    cuda._backends["rawkernel"].loader.xp.cuda.get_current_stream().synchronize = lambda: waits.append(1)
+    model, images, labels = small_model_and_batch(batch=2)
+    optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = mc.Tensor(images).to("cuda")
+
+    def step():
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    assert waits == []
+    with mc.trace() as t:
+        step()
+    assert {r["runner"] for r in t.launches} == {"rawkernel"} and "im2col" in {r["kernel"] for r in t.launches}
+    assert len(waits) == 2 * (len(t.launches) + len(t.ops)) + 2      # around each, and the block's ends
+    assert fake_gpu.transfers == [], "\n".join(fake_gpu.transfers)
+    waits.clear()
+    step()
+    assert waits == []

@@ -253,6 +253,13 @@ LOADERS = {"rawkernel": RawKernelLoader, "pybind11": Pybind11Loader}
 _backends = {}
 
 
+def synchronize():
+    """Wait until the GPU has done the work queued through every CUDA backend made so far (on
+    CuPy's current stream). Only mc.trace calls it, to time each launch; a training step never waits."""
+    for made in _backends.values():
+        made.loader.xp.cuda.get_current_stream().synchronize()
+
+
 def backend(loader="rawkernel"):
     """The KernelBackend of one loader ("rawkernel" or "pybind11"), made at first use."""
     if loader not in LOADERS:
