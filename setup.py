@@ -231,8 +231,10 @@ setup(
         "train": TRAIN_REQUIRES,
         # pybind11: the CUDA module compile test; setuptools >= 70.1 (PEP 660 editable builds without
         # `wheel`): scripts/gpu_check.sh's dry run builds with --no-build-isolation, as a GPU box without
-        # a package index must (tests/test_gpu_check.py); onnx + onnxruntime: the ONNX tests' peer
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"] + ONNX_REQUIRES,
+        # a package index must (tests/test_gpu_check.py); onnx + onnxruntime: the ONNX tests' peer;
+        # nbclient + ipykernel (+ nbformat): tests/test_examples.py executes examples/backprop_tour.ipynb
+        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"] + ONNX_REQUIRES
+                + ["nbclient", "nbformat", "ipykernel"],
         "onnx": ONNX_REQUIRES,
         "cuda": ["cupy-cuda13x", "nvidia-nccl-cu13"],   # NCCL: CuPy's cupy.cuda.nccl, between GPUs
         # mpiexec -n N python -m minicnn train: mpi4py and the Open MPI wheel (which brings mpiexec)
