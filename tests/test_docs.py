@@ -84,6 +84,11 @@ CHECKS = {
                                                                   "runs the file in tests/test_cli.py"),
     "python -m minicnn graph alexnet_small": ("run", "with --out in a temporary folder"),
     "python -m minicnn explain conv2d": ("run", "prints the three definitions' files"),
+    "python -m minicnn trace alexnet --batch 8": ("run", "as written (two steps of the paper's AlexNet, seconds)"),
+    "python -m minicnn trace alexnet --batch 8 --device cuda": ("parse", "GPU only; tests/test_trace.py runs the "
+                                                                         "command on the CPU, test_no_sync.py the "
+                                                                         "trace on a fake GPU"),
+    "python examples/backprop_tour.py": ("run", "tests/test_examples.py runs it, and the notebook with nbclient"),
     'pip install "minicnn[onnx]"': ("setup", "the extra 'onnx' exists in setup.py"),
     "pip install netron": ("setup", "a PyPI package for viewing ONNX files; not a dependency"),
     "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
@@ -204,6 +209,13 @@ def test_export_graph_and_explain_commands_run_as_written(digits_run, tmp_path, 
     capsys.readouterr()
     assert cli.main(minicnn_argv("python -m minicnn explain conv2d")) == 0
     assert "csrc/im2col.cuh" in capsys.readouterr().out
+
+
+def test_trace_command_runs_as_written(capsys):
+    assert cli.main(minicnn_argv("python -m minicnn trace alexnet --batch 8")) == 0
+    out = capsys.readouterr().out
+    assert "on 8 images of 3x227x227" in out and "Conv2d conv1 forward" in out and "fc8" in out
+    assert "SGD.step" in out and "by kernel" in out
 
 
 @pytest.mark.parametrize("command", ["python -m minicnn train --help", "python -m minicnn transfer --help"])
