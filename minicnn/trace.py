@@ -40,6 +40,7 @@ the table and the summary when it ends.
 import atexit
 import contextlib
 import functools
+import inspect
 import json
 import os
 import sys
@@ -123,8 +124,11 @@ def _timed(call):
 
 def _watched(make_record):
     """Wrap a method so that each outermost call becomes one launch record of every active trace.
-    make_record(instance, args, result, seconds) -> the record (a dict)."""
+    make_record(instance, arguments, result, seconds) -> the record (a dict); arguments are the
+    call's, in the order of the method's signature however they were passed (``*args`` as a tuple)."""
     def wrap(method):
+        signature = inspect.signature(method)
+
         @functools.wraps(method)
         def watched(instance, *args, **kwargs):
             global _launch_depth
@@ -135,7 +139,8 @@ def _watched(make_record):
                 result, seconds = _timed(lambda: method(instance, *args, **kwargs))
             finally:
                 _launch_depth -= 1
-            record = make_record(instance, args, result, seconds)
+            arguments = tuple(signature.bind(instance, *args, **kwargs).arguments.values())[1:]
+            record = make_record(instance, arguments, result, seconds)
             for trace in _active:
                 trace._launched(dict(record))
             return result
@@ -144,7 +149,7 @@ def _watched(make_record):
 
 
 def _kernel_record(loader, args, result, seconds):
-    kernel, count, *arguments = args
+    kernel, count, arguments = args
     arrays = _arrays(arguments)
     return dict(kernel=kernel, runner=loader.name, count=int(count), shapes=[list(a.shape) for a in arrays],
                 outputs=[], gemm=None, flops=0, bytes=_bytes(arrays), seconds=seconds)

@@ -106,6 +106,12 @@ def test_the_reference_backend_trace_names_its_numpy_methods(cpu_backend):
     # backward returns no data gradient for conv1: only dw and db
     (backward,) = launches_of(t, "0", "backward")
     assert backward["outputs"] == [[4, 3, 3, 3], [4]] and backward["flops"] == 2 * 2 * 4 * 64 * 27
+    # a method called with keywords is read the same way
+    reference = mc.backends.reference_backend()
+    with mc.trace() as t:
+        reference.linear_forward(w=np.ones((5, 3)), b=None, x=np.ones((2, 3)))
+    (launch,) = t.launches
+    assert launch["shapes"] == [[2, 3], [5, 3]] and launch["outputs"] == [[2, 5]] and launch["flops"] == 2 * 2 * 5 * 3
 
 
 def test_every_op_forward_backward_and_the_optimizer_step_in_order():
