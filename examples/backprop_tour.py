@@ -86,7 +86,7 @@ show(OUT / "graph.png")
 # `conv2d_backward` returns no image gradient.
 
 # %%
-mc.set_cpu_backend("kernels" if host._host is not None else "reference")
+mc.set_cpu_backend("kernels" if host.available() else "reference")
 print("CPU backend:", mc.get_cpu_backend())
 optimizer = mc.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
@@ -128,7 +128,7 @@ def traced_step_on(backend):
 
 
 backend_before = mc.get_cpu_backend()
-if host._host is None:
+if not host.available():
     print("the 'kernels' backend is not available here: minicnn._host is not built "
           "(pip install -e . builds it), so only the reference runs:")
     loss_ref, _, trace_ref = traced_step_on("reference")

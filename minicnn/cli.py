@@ -426,7 +426,7 @@ def trace_command(args):
     import minicnn.functional as F
     from .backends import host
     if args.cpu_backend:
-        if args.cpu_backend == "kernels" and host._host is None:
+        if args.cpu_backend == "kernels" and not host.available():
             raise UsageError(host.missing_extension_message())
         mc.set_cpu_backend(args.cpu_backend)
     device = choose_device(args.device)

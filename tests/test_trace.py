@@ -15,7 +15,7 @@ from minicnn.backends import host
 from minicnn.backends.reference import ReferenceBackend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_host = pytest.mark.skipif(host._host is None, reason="minicnn._host is not built (pip install -e .)")
+needs_host = pytest.mark.skipif(not host.available(), reason="minicnn._host is not built (pip install -e .)")
 
 
 @pytest.fixture
