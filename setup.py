@@ -17,6 +17,8 @@ Environment variables:
   CUDA_HOME                 the CUDA toolkit (default: where nvcc is, /usr/local/cuda)
   MINICNN_CUBLAS_DIR        a directory with include/cublas_v2.h and lib/libcublas.so*
                             (default: the toolkit, then the nvidia-cublas wheel)
+  MINICNN_DEBUG_BUILD=1     minicnn._host with -O0 -g instead of -O3, to step through a
+                            kernel with gdb (docs/kernels.md); minicnn._host.debug_build says so
 
 The csrc/ headers are also copied into the package (minicnn/csrc) so that a
 regular, non-editable install still has the sources the RawKernel loader compiles.
@@ -168,6 +170,8 @@ class BuildExt(build_ext):
             else:
                 ext.extra_compile_args = ext.extra_compile_args + flags[0]
                 ext.extra_link_args = ext.extra_link_args + flags[1]
+            if self.flags_changed(ext):
+                self.force = True
         if ext.name != "minicnn._cuda":
             return super().build_extension(ext)
         plan = ext.cuda_plan
@@ -189,19 +193,51 @@ class BuildExt(build_ext):
         say(" ".join(command))
         subprocess.run(command, check=True)
 
+    def flags_changed(self, ext):
+        """Whether ``ext`` was last built in this build folder with other compile flags (say a debug
+        build after an optimised one): setuptools compares only file times, and would keep the old
+        library. The flags are kept in a file beside the objects."""
+        stamp = Path(self.build_temp) / (ext.name + ".flags")
+        flags = " ".join(ext.extra_compile_args)
+        before = stamp.read_text() if stamp.is_file() else None
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(flags)
+        return before != flags
+
+
+def debug_build():
+    """MINICNN_DEBUG_BUILD=1: minicnn._host for a debugger."""
+    return os.environ.get("MINICNN_DEBUG_BUILD", "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def host_compile_args(debug):
+    """g++'s flags for minicnn._host. They come after Python's own CFLAGS and the user's (which
+    hold -O3 or -O2 and often -g), so they are the ones that count.
+
+    No contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
+    e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do. Neither
+    -fno-* flag changes a result either (no -ffast-math: sums keep their order).
+    -fno-trapping-math lets the compiler evaluate both sides of a ?: (x > 0 ? x : x * slope
+    becomes a vector blend instead of an unpredictable branch); -fno-math-errno drops errno
+    bookkeeping around sqrt. dev/common.py builds the numbered kernel variants with the same flags.
+
+    debug: -O0 -g in place of -O3, so that gdb steps line by line and sees every local (at -O3
+    the kernels' loops are vectorised and their variables "optimized out"); the floating-point
+    flags stay, so a debug build computes the same bits. MC_DEBUG_BUILD sets
+    minicnn._host.debug_build."""
+    numerics = ["-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
+    return (["-O0", "-g", "-DMC_DEBUG_BUILD"] if debug else ["-O3"]) + numerics
+
+
+if debug_build():
+    say("MINICNN_DEBUG_BUILD: building minicnn._host with -O0 -g, for a debugger (its kernels run 2-4x slower)")
 
 host_extension = Extension(
     "minicnn._host",
     sources=["src/host_module.cpp"],
     include_dirs=["csrc", "src", pybind11.get_include()],
     language="c++",
-    # No contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
-    # e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do. Neither
-    # -fno-* flag changes a result either (no -ffast-math: sums keep their order).
-    # -fno-trapping-math lets the compiler evaluate both sides of a ?: (x > 0 ? x : x * slope
-    # becomes a vector blend instead of an unpredictable branch); -fno-math-errno drops errno
-    # bookkeeping around sqrt. dev/common.py builds the numbered kernel variants with the same flags.
-    extra_compile_args=["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"],
+    extra_compile_args=host_compile_args(debug_build()),
     depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))] + ["src/host_launch.h"],
 )
 extensions = [host_extension]

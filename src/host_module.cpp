@@ -328,6 +328,12 @@ PYBIND11_MODULE(_host, m) {
     m.doc() = "minicnn's csrc kernels compiled for the CPU (the CUDA grid on OpenMP threads)";
     MC_FOR_EACH_KERNEL(MC_BIND);
     def_launch_settings(m);
+    // built by MINICNN_DEBUG_BUILD=1 (setup.py): -O0 -g, for stepping through a kernel with gdb
+#ifdef MC_DEBUG_BUILD
+    m.attr("debug_build") = true;
+#else
+    m.attr("debug_build") = false;
+#endif
     // the hash itself, so tests can hold it against backends/reference.py bit for bit
     m.def("dropout_hash", [](unsigned int seed, unsigned long long index) {
         return mc_dropout_hash(seed, index);

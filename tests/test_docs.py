@@ -123,9 +123,17 @@ CHECKS = {
     "scripts/gpu_check.sh test     OUT": ("parse", "as above"),
     "scripts/gpu_check.sh sanitize OUT": ("parse", "as above"),
     "scripts/gpu_check.sh bench    OUT": ("parse", "as above"),
-    "MINICNN_NUM_THREADS=1 gdb -ex 'set breakpoint pending on' -ex 'break im2col<float>' -ex run --args "
-    "python -m minicnn train --epochs 1": ("parse", "the Python command parses; the breakpoint names a kernel "
-                                                    "of MC_FOR_EACH_KERNEL; gdb itself is not on CI"),
+    # ---- stepping through a kernel (docs/kernels.md)
+    "MINICNN_DEBUG_BUILD=1 pip install -e .": ("setup", "setup.py reads MINICNN_DEBUG_BUILD; tests/test_debug_build.py "
+                                                       "checks the flags it switches"),
+    "MINICNN_DEBUG_BUILD=1 python setup.py build_ext --inplace": ("setup", "as above; tests/test_debug_build.py builds "
+                                                                          "with it into a temporary folder"),
+    "MINICNN_NUM_THREADS=1 gdb -batch -ex 'set breakpoint pending on' -ex 'break max_pool_forward<float>' -ex run "
+    "-ex 'break +3 if i == 3' -ex continue -ex 'print i' -ex 'print oy' -ex 'print ox' "
+    "--args python examples/step_into_max_pool.py": ("run", "tests/test_debug_build.py runs it as written on a debug "
+                                                            "build (where gdb is installed) and checks what it prints "
+                                                            "against the docs; the breakpoint names a kernel of "
+                                                            "MC_FOR_EACH_KERNEL"),
 }
 
 
