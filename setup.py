@@ -170,6 +170,8 @@ class BuildExt(build_ext):
             else:
                 ext.extra_compile_args = ext.extra_compile_args + flags[0]
                 ext.extra_link_args = ext.extra_link_args + flags[1]
+            if debug_build():
+                say("MINICNN_DEBUG_BUILD: building minicnn._host with -O0 -g, for a debugger (its kernels run 2-4x slower)")
             if self.flags_changed(ext):
                 self.force = True
         if ext.name != "minicnn._cuda":
@@ -228,9 +230,6 @@ def host_compile_args(debug):
     numerics = ["-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
     return (["-O0", "-g", "-DMC_DEBUG_BUILD"] if debug else ["-O3"]) + numerics
 
-
-if debug_build():
-    say("MINICNN_DEBUG_BUILD: building minicnn._host with -O0 -g, for a debugger (its kernels run 2-4x slower)")
 
 host_extension = Extension(
     "minicnn._host",

@@ -44,15 +44,14 @@ def host_flags(captured):
 
 
 @pytest.mark.parametrize("value", [None, "0", ""])
-def test_setup_builds_an_optimised_host_by_default(monkeypatch, value, capsys):
+def test_setup_builds_an_optimised_host_by_default(monkeypatch, value):
     _, captured = setup_py(monkeypatch, value)
     flags = host_flags(captured)
     assert "-O3" in flags and "-O0" not in flags and "-g" not in flags and "-DMC_DEBUG_BUILD" not in flags
-    assert "MINICNN_DEBUG_BUILD" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["1", "yes", "ON"])
-def test_MINICNN_DEBUG_BUILD_replaces_the_optimisation_by_O0_g(monkeypatch, value, capsys):
+def test_MINICNN_DEBUG_BUILD_replaces_the_optimisation_by_O0_g(monkeypatch, value):
     _, captured = setup_py(monkeypatch, value)
     flags = host_flags(captured)
     assert flags[:3] == ["-O0", "-g", "-DMC_DEBUG_BUILD"]
@@ -61,7 +60,6 @@ def test_MINICNN_DEBUG_BUILD_replaces_the_optimisation_by_O0_g(monkeypatch, valu
     _, optimised = setup_py(monkeypatch, None)
     assert [f for f in host_flags(optimised) if f != "-O3"] == flags[3:]
     assert "-ffp-contract=off" in flags and "-std=c++17" in flags
-    assert capsys.readouterr().err.count("MINICNN_DEBUG_BUILD") == 1    # said once per setup.py run
 
 
 def test_a_change_of_flags_forces_a_rebuild(monkeypatch, tmp_path):
@@ -117,7 +115,7 @@ def debug_lib(tmp_path_factory):
                             "--build-temp", str(folder / "temp")], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=600)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    assert "MINICNN_DEBUG_BUILD" in built.stderr        # setup.py says what it builds
+    assert built.stderr.count("MINICNN_DEBUG_BUILD: building minicnn._host with -O0 -g") == 1   # said once
     return folder / "lib"
 
 
