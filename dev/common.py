@@ -16,7 +16,8 @@ This module gives a driver its four steps:
     args = parser(__doc__, VARIANTS).parse_args()  # variant number, --device, --threads, --repeats
     loader = variant_loader(HEADER, KERNELS, args) # run(kernel, count, *args) / gemm / xp, as
                                                    # backends/kernels.py's loaders
-    check(name, ours, reference, atol)             # ours vs the reference, or SystemExit
+    check(name, ours, reference, atol)             # ours vs the reference (atol: a number or
+                                                   # per-entry bounds), or SystemExit
     ms, cpu_ms = time_ms(lambda: loader.run(...), args)   # medians of args.repeats runs
 
 On the CPU the header is compiled with the host build's own launcher (src/host_launch.h:
@@ -118,16 +119,19 @@ def to_numpy(array):
 
 
 def check(name, ours, reference, atol=0.0):
-    """Stop the driver (SystemExit) unless ``ours`` equals ``reference`` within atol (0: bit for bit)."""
+    """Stop the driver (SystemExit) unless ``ours`` equals ``reference`` within atol (0: bit for bit).
+    atol may also be an array of per-entry bounds, the reference's shape."""
     ours, reference = to_numpy(ours), np.asarray(reference)
     if ours.shape != reference.shape:
         raise SystemExit(f"{name}: shape {ours.shape}, the reference's {reference.shape}")
-    error = float(np.max(np.abs(ours - reference))) if ours.size else 0.0
-    if not error <= atol:      # also catches NaN
-        worst = np.unravel_index(int(np.argmax(np.abs(ours - reference))), ours.shape)
-        raise SystemExit(f"{name}: MISMATCH, largest error {error:g} (allowed {atol:g}) at {worst}: "
+    atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), ours.shape)
+    error = np.abs(ours.astype(np.float64) - reference)
+    excess = np.where(np.isnan(error), np.inf, error - atol)      # NaN: never within any bound
+    if ours.size and excess.max() > 0:
+        worst = np.unravel_index(int(np.argmax(excess)), ours.shape)
+        raise SystemExit(f"{name}: MISMATCH, error {error[worst]:g} (allowed {atol[worst]:g}) at {worst}: "
                          f"{ours[worst]!r} vs the reference's {reference[worst]!r}")
-    print(f"  {name:<40} ok (largest error {error:g})")
+    print(f"  {name:<40} ok (largest error {float(error.max()) if ours.size else 0.0:g})")
 
 
 def time_ms(function, args):

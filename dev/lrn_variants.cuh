@@ -1,0 +1,91 @@
+// lrn_variants.cuh: numbered versions of LRN forward and backward, for dev/lrn.py.
+//
+// Every variant has the signature of csrc/lrn.cuh's kernels (x, y, scale, dy, dx:
+// (N, C, H, W) seen as (N, C, HW); the window of channel c is the `size` channels
+// nearest it, clipped at the edges), so each can stand in for the others, and
+// dev/lrn.py checks each against the NumPy reference before it times it. Only the
+// count differs: it is what the variant's threads are.
+//
+//   1  the kernels csrc/lrn.cuh ships: one thread per element, each adding up its own
+//      window of `size` channels (count = N*C*HW). Every window sum is added in the
+//      reference's order; only pow differs from NumPy's
+//   2  Caffe's LRNFillScale / LRNComputeDiff: one thread per column (n, pixel), which
+//      walks the C channels keeping a running window sum, adding the channel that
+//      enters the window and subtracting the one that leaves (count = N*HW). Two
+//      reads and two adds per channel instead of `size`, whatever the size; but the
+//      sums are no longer added in the reference's order (an add and a later subtract
+//      of the same square need not cancel exactly), so the results differ from it
+//      within rounding, and N*HW threads are far fewer than N*C*HW on a GPU.
+//      Caffe also splits the forward in two launches (the scale by columns, then
+//      y = x * scale^-beta by elements, so the pow runs on every thread); here the
+//      column computes both, keeping the signature of csrc/lrn.cuh's kernel.
+#pragma once
+#include "lrn.cuh"
+
+// ----- variant 1 is csrc/lrn.cuh's lrn_forward and lrn_backward, included above.
+
+// ----- variant 2
+// x: (N, C, HW)  ->  y, scale: (N, C, HW). One thread per column (n, pixel).
+template <typename T>
+MC_KERNEL lrn_forward_2(mc_index count, const T* x, T* y, T* scale, mc_index C, mc_index HW,
+                        mc_index size, T alpha, T beta, T k) {
+    mc_index half = size / 2;
+    // each i is one column (n, pixel): its channel c is at offset c * HW
+    MC_GRID_LOOP(i, count) {
+        mc_index pixel = i % HW, n = i / HW;
+        mc_index first = n * C * HW + pixel;                   // channel 0 of the column
+        T sum = T(0);
+        // channel 0's window is [0, half]: the channels below half enter before the walk
+        for (mc_index c = 0; c < half && c < C; ++c) {
+            T v = x[first + c * HW];
+            sum += v * v;
+        }
+        // walk the channels: channel c + half enters the window, channel c - half - 1 leaves it
+        for (mc_index c = 0; c < C; ++c) {
+            if (c + half < C) {
+                T v = x[first + (c + half) * HW];
+                sum += v * v;
+            }
+            if (c - half - 1 >= 0) {
+                T v = x[first + (c - half - 1) * HW];
+                sum -= v * v;
+            }
+            mc_index at = first + c * HW;
+            T s = k + alpha * sum;
+            scale[at] = s;
+            y[at] = x[at] * mc_pow(s, -beta);
+        }
+    }
+}
+
+// x, y, scale, dy: (N, C, HW)  ->  dx: (N, C, HW). One thread per column (n, pixel):
+//   dx_c = dy_c scale_c^-beta - 2 alpha beta x_c * (sum of dy_j y_j / scale_j over c's window),
+// the window sum kept running as in forward.
+template <typename T>
+MC_KERNEL lrn_backward_2(mc_index count, const T* x, const T* y, const T* scale, const T* dy,
+                         T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
+    mc_index half = size / 2;
+    // each i is one column (n, pixel)
+    MC_GRID_LOOP(i, count) {
+        mc_index pixel = i % HW, n = i / HW;
+        mc_index first = n * C * HW + pixel;
+        T sum = T(0);
+        for (mc_index c = 0; c < half && c < C; ++c) {
+            mc_index j = first + c * HW;
+            sum += dy[j] * y[j] / scale[j];
+        }
+        // dy_j * y_j / scale_j entering and leaving the window, as forward's squares
+        for (mc_index c = 0; c < C; ++c) {
+            if (c + half < C) {
+                mc_index j = first + (c + half) * HW;
+                sum += dy[j] * y[j] / scale[j];
+            }
+            if (c - half - 1 >= 0) {
+                mc_index j = first + (c - half - 1) * HW;
+                sum -= dy[j] * y[j] / scale[j];
+            }
+            mc_index at = first + c * HW;
+            dx[at] = dy[at] * mc_pow(scale[at], -beta) - T(2) * alpha * beta * x[at] * sum;
+        }
+    }
+}
