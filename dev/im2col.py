@@ -4,19 +4,23 @@
     python dev/im2col.py 1 --threads 1           # the first kernels, one thread
     python dev/im2col.py 2 --device cuda         # on a GPU (needs CuPy)
     python dev/im2col.py 2 --batch 128 --repeats 20
+    python dev/im2col.py 3                       # col2im scattering with atomic adds
 
 The variants are in dev/im2col_variants.cuh. Each is first run on small shapes with
 stride, asymmetric padding and dilation and compared with backends/reference.py's
-im2col and col2im: both kernels only copy and add in the reference's order, so the
-results must be equal bit for bit. Then each of the paper's five convolutions
-(benchmarks/conv_bench.py's LAYERS) is timed: the median of --repeats runs (wall clock,
-and CPU time, which a busy machine disturbs less), and the bandwidth it reaches (bytes
-of cols written and x read, or the other way round, per wall-clock second).
+im2col and col2im: variants 1 and 2 only copy and add in the reference's order, so the
+results must be equal bit for bit; variant 3's col2im adds a pixel's entries in the
+order its threads reach it, so it must lie within the rounding bound of a sum in any
+order. Then each of the paper's five convolutions (benchmarks/conv_bench.py's LAYERS)
+is timed: the median of --repeats runs (wall clock, and CPU time, which a busy machine
+disturbs less), and the bandwidth it reaches (bytes of cols written and x read, or the
+other way round, per wall-clock second); col2im is then run twice more and the two
+results compared bit for bit ("twice": same, or how many entries differ).
 """
 
 import sys
 
-from common import ROOT, check, parser, time_ms, to_device, variant_loader
+from common import ROOT, check, parser, time_ms, to_device, to_numpy, variant_loader
 
 import numpy as np
 
@@ -29,8 +33,9 @@ from conv_bench import LAYERS  # noqa: E402  the paper's AlexNet convolutions, w
 VARIANTS = {
     1: "the first kernels: one thread per entry of cols (im2col), all kh*kw taps tried (col2im)",
     2: "Caffe's shape, as csrc/im2col.cuh: one thread per window (im2col), covering outputs only (col2im)",
+    3: "im2col as 2; col2im scattering: one thread per window adding its entries into x, atomically",
 }
-KERNELS = {1: ("im2col_1", "col2im_1"), 2: ("im2col", "col2im")}
+KERNELS = {1: ("im2col_1", "col2im_1"), 2: ("im2col", "col2im"), 3: ("im2col", "col2im_3")}
 HEADER = ROOT / "dev" / "im2col_variants.cuh"
 
 # (N, C, H, W), kernel, stride, (top, bottom, left, right), dilation: shapes to check on
@@ -52,7 +57,7 @@ class Geometry:
         oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(w, kw, sw, (left, right), dw)
         self.cols_shape = (c * kh * kw, n, oh * ow)
         self.arguments = (n, c, h, w, kh, kw, sh, sw, top, left, dh, dw, oh, ow)
-        self.windows = c * n * oh * ow                    # variant 2's im2col threads
+        self.windows = c * n * oh * ow                    # variant 2's im2col threads, variant 3's col2im ones
 
     def reference(self, x, cols):
         return (reference.im2col(x, self.kernel, self.stride, self.padding, self.dilation),
@@ -65,7 +70,30 @@ def run_im2col(loader, variant, geometry, x, cols):
 
 
 def run_col2im(loader, variant, geometry, cols, x):
-    loader.run(KERNELS[variant][1], x.size, cols, x, *geometry.arguments)
+    if variant == 3:                      # scattering adds into x: zeros first (timed with it)
+        x[...] = 0
+        loader.run(KERNELS[variant][1], geometry.windows, cols, x, *geometry.arguments)
+    else:                                 # gathering writes every pixel once
+        loader.run(KERNELS[variant][1], x.size, cols, x, *geometry.arguments)
+
+
+def col2im_tolerance(variant, geometry, cols):
+    """0 (bit for bit) for a gather in the reference's order; for the scatter, the bound on two
+    sums of the same m <= kh*kw terms in different orders: each within (m - 1) eps sum|terms|
+    of the exact sum, so within 2 m eps sum|terms| of each other."""
+    if variant != 3:
+        return 0.0
+    kh, kw = geometry.kernel
+    absolute = reference.col2im(np.abs(cols), geometry.x_shape, geometry.kernel, geometry.stride, geometry.padding,
+                                geometry.dilation)
+    return float(2 * kh * kw * np.finfo(cols.dtype).eps * absolute.max())
+
+
+def same_bits(a, b):
+    """'same', or how many entries of a and b differ in their bits."""
+    differ = int(np.count_nonzero(to_numpy(a).view(np.uint8).reshape(a.size, -1) !=
+                                  to_numpy(b).view(np.uint8).reshape(b.size, -1)))
+    return "same" if differ == 0 else f"{differ} differ"
 
 
 def options():
@@ -94,13 +122,14 @@ def main(argv=None):
             run_col2im(loader, args.variant, geometry, to_device(cols, args), ours_x)
             where = f"{x_shape} k{kernel} s{stride} p{padding} d{dilation} {np.dtype(dtype).name}"
             check(f"im2col {where}", ours_cols, want_cols)
-            check(f"col2im {where}", ours_x, want_x)
+            check(f"col2im {where}", ours_x, want_x, col2im_tolerance(args.variant, geometry, cols))
 
     # 2. the time on the paper's convolutions
     threads = f", {args.threads} threads" if args.device == "cpu" else ""
     print(f"\nAlexNet's convolutions, batch {args.batch}, float32, {args.device}{threads}; "
           f"median of {args.repeats}")
-    print(f"{'layer':<6} {'im2col ms':>10} {'cpu ms':>7} {'GB/s':>6} {'col2im ms':>10} {'cpu ms':>7} {'GB/s':>6}")
+    print(f"{'layer':<6} {'im2col ms':>10} {'cpu ms':>7} {'GB/s':>6} {'col2im ms':>10} {'cpu ms':>7} {'GB/s':>6} "
+          f"{'twice':>6}")
     for name, chw, _, k, s, p, _ in LAYERS:
         geometry = Geometry((args.batch,) + chw, (k, k), (s, s), (p, p, p, p), (1, 1))
         x = to_device(rng.standard_normal(geometry.x_shape).astype(np.float32), args)
@@ -108,8 +137,12 @@ def main(argv=None):
         moved = 4 * (x.size + cols.size) / 1e9                 # GB read and written by either kernel
         forward, forward_cpu = time_ms(lambda: run_im2col(loader, args.variant, geometry, x, cols), args)
         backward, backward_cpu = time_ms(lambda: run_col2im(loader, args.variant, geometry, cols, x), args)
+        # run to run: the same bits? (cols holds im2col's output, so windows overlap with values)
+        first, again = x.copy(), x.copy()
+        run_col2im(loader, args.variant, geometry, cols, first)
+        run_col2im(loader, args.variant, geometry, cols, again)
         print(f"{name:<6} {forward:>10.2f} {forward_cpu:>7.2f} {moved / forward * 1e3:>6.1f} "
-              f"{backward:>10.2f} {backward_cpu:>7.2f} {moved / backward * 1e3:>6.1f}")
+              f"{backward:>10.2f} {backward_cpu:>7.2f} {moved / backward * 1e3:>6.1f} {same_bits(first, again):>6}")
     return 0
 
 

@@ -12,6 +12,13 @@
 //   2  Caffe's shape, the one csrc/im2col.cuh ships: im2col with one thread per
 //      (c, n, oy, ox) that copies its whole kh*kw window (the divisions paid once
 //      per window), col2im gathering only over the outputs whose window spans the pixel
+//   3  im2col as 2; col2im SCATTERING, the other way round: one thread per column
+//      (c, n, oy, ox), as im2col's, adding each of its kh*kw entries into the pixel it
+//      came from. Overlapping windows add into the same pixel from different threads,
+//      so every add is atomic, and the order of a pixel's adds is whatever order the
+//      threads reach it in: not the reference's, and on a GPU not the same from one
+//      run to the next. x must hold zeros before the launch. This is why the kernels
+//      gather (csrc/im2col.cuh): no atomics, and the same bits every run.
 #pragma once
 #include "im2col.cuh"
 
@@ -66,3 +73,49 @@ MC_KERNEL col2im_1(mc_index count, const T* cols, T* x, mc_index N, mc_index C, 
 }
 
 // ----- variant 2 is csrc/im2col.cuh's im2col and col2im, included above.
+
+// ----- variant 3: col2im_3 (its im2col is variant 2's)
+// *at += value from many threads at once. On the GPU, atomicAdd (float and double, sm_60
+// and newer). On the host, OpenMP's atomic: the same code stays correct on any number
+// of threads (two threads' chunks meet inside a channel, whose windows overlap), and
+// without OpenMP the pragma is ignored and the one thread adds in order. A lock-prefixed
+// add costs even on one thread: that cost is part of what the driver measures.
+#ifdef MC_DEVICE_BUILD
+template <typename T>
+__device__ __forceinline__ void mc_atomic_add(T* at, T value) {
+    atomicAdd(at, value);
+}
+#else
+template <typename T>
+inline void mc_atomic_add(T* at, T value) {
+#pragma omp atomic
+    *at += value;
+}
+#endif
+
+// cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), which must hold zeros. One thread per
+// column (c, n, oy, ox), SCATTERING its window's kh*kw entries into x.
+template <typename T>
+MC_KERNEL col2im_3(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    mc_index L = OH * OW, NL = N * L;
+    // each i is one column (c, n, oy, ox), as im2col's threads
+    MC_GRID_LOOP(i, count) {
+        mc_index ox = i % OW, rest = i / OW;
+        mc_index oy = rest % OH;
+        rest /= OH;
+        mc_index n = rest % N, c = rest / N;
+        T* plane = x + (n * C + c) * H * W;
+        const T* in = cols + c * kh * kw * NL + n * L + oy * OW + ox;   // row (c, 0, 0) of the column
+        // walk the window row by row, each tap one row (NL entries) further down; padding takes nothing
+        for (mc_index ki = 0; ki < kh; ++ki) {
+            mc_index y = oy * sh - pt + ki * dh;
+            for (mc_index kj = 0; kj < kw; ++kj) {
+                mc_index xx = ox * sw - pl + kj * dw;
+                if (y >= 0 && y < H && xx >= 0 && xx < W) mc_atomic_add(plane + y * W + xx, *in);
+                in += NL;
+            }
+        }
+    }
+}
