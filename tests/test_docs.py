@@ -108,6 +108,15 @@ CHECKS = {
     "python dev/im2col.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/im2col.py 1 --threads 1": ("small", "as above"),
     "python dev/im2col.py 2 --device cuda": ("parse", "GPU only; variant 2's kernels are the ones checked above"),
+    "python dev/im2col.py 3": ("small", "as above: the scatter within its bound, and twice the same bits on the host"),
+    "python dev/im2col.py 3 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the scatter with "
+                                                      "NVRTC and finds its atomic adds"),
+    "python dev/im2col.py 2 --threads 1 --repeats 20": ("small", "as above"),
+    "python dev/lrn.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/lrn.py 1 --threads 1": ("small", "as above"),
+    "python dev/lrn.py 1 --threads 1 --repeats 20": ("small", "as above"),
+    "python dev/lrn.py 2 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
+                                                   "NVRTC as the driver hands them to CuPy"),
     # ---- tests and building
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
@@ -267,16 +276,22 @@ def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
     assert set(json.loads((tmp_path / "step.json").read_text())["results"]["small"]) == {"reference", "kernels"}
 
 
+# each dev/ driver: the last layer its table prints
+DEV_LAST_LAYER = {"im2col": "conv5", "lrn": "lrn2"}
+
+
 def test_dev_commands_with_small_settings(capsys):
-    im2col = _script("dev", "im2col")
-    for command in (c for c in CHECKS if c.startswith("python dev/im2col.py")):
+    for command in (c for c in CHECKS if c.startswith("python dev/")):
+        name = re.match(r"python dev/(\w+)\.py ", command).group(1)
+        driver = _script("dev", name)
         argv = shlex.split(command)[2:]
         if "cuda" in argv:
-            assert im2col.options().parse_args(argv).device == "cuda"
+            assert driver.options().parse_args(argv).device == "cuda"
             continue
-        assert im2col.main(argv + ["--batch", "1", "--repeats", "1", "--warmup", "0"]) == 0
+        assert driver.main(argv + ["--batch", "1", "--repeats", "1", "--warmup", "0"]) == 0
         printed = capsys.readouterr().out
-        assert "conv5" in printed and "MISMATCH" not in printed
+        assert DEV_LAST_LAYER[name] in printed and "MISMATCH" not in printed, command
+        assert " ok (largest error" in printed, command
 
 
 def test_setup_commands_name_what_exists():

@@ -11,6 +11,9 @@
   kernels round exactly as the host build), and float32 arithmetic flushing
   denormals (.ftz) in both builds alike.
 - src/cuda_module.cu (the pybind11 module) compiles when the cuBLAS headers are found.
+- dev/'s numbered variants (dev/*_variants.cuh) compile with nvcc and, as the drivers'
+  --device cuda hands them to CuPy, with NVRTC; the scattering col2im adds atomically
+  and the gathering ones do not.
 
 Each part is skipped, with the reason, where its tool is missing.
 """
@@ -109,11 +112,13 @@ def cupy_options(target):
     return nvrtc_options() + CUPY_APPENDS + (f"-arch={target}",)
 
 
-def nvrtc_compile(options, expressions):
-    """Compile the RawKernel source with libnvrtc: (status, log, PTX or None, {expression: lowered name})."""
+def nvrtc_compile(options, expressions, source=None):
+    """Compile the RawKernel source (or ``source``) with libnvrtc: (status, log, PTX or None,
+    {expression: lowered name})."""
     nvrtc = NVRTC
     program = ctypes.c_void_p()
-    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), kernel_source().encode(), b"minicnn_kernels.cu",
+    source = kernel_source() if source is None else source
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"minicnn_kernels.cu",
                                     0, None, None) == 0
     try:
         for expression in expressions:
@@ -274,3 +279,49 @@ def test_cuda_module_errors_name_the_kernel():
         pytest.skip("a GPU is present: the tests marked gpu cover the module")
     with pytest.raises(RuntimeError, match="kernel 'relu_forward' failed"):
         _cuda.relu_forward_float32(1, 0, 0, 0.0, 0)
+
+
+# --------------------------------------------------------------------------- dev/'s numbered variants
+VARIANT_HEADERS = sorted((ROOT / "dev").glob("*_variants.cuh"))
+
+
+def variant_expressions(header):
+    """The kernels a dev/ header defines itself, for float and double (those it includes
+    from csrc/ are compiled above)."""
+    names = re.findall(r"\bMC_KERNEL\s+(\w+)\s*\(", header.read_text())
+    assert names, f"{header.name} defines no kernel"
+    return [f"{k}<{t}>" for k in names for t in CTYPES.values()]
+
+
+@needs_nvcc
+@pytest.mark.parametrize("header", VARIANT_HEADERS, ids=lambda p: p.name)
+def test_dev_variants_compile_with_nvcc(header, tmp_path):
+    source = tmp_path / "variants.cu"
+    lines = [f'#include "{header}"', "void* variants[] = {"]
+    lines += [f"    (void*)&{e}," for e in variant_expressions(header)]
+    source.write_text("\n".join(lines + ["};", ""]))
+    result = subprocess.run([NVCC, "-cubin", "-std=c++17", *cuda_math_flags(), "-arch=sm_80", "-Werror", "all-warnings",
+                             "-I", str(csrc_dir()), str(source), "-o", str(tmp_path / "variants.cubin")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"nvcc failed on {header.name}:\n{result.stdout}\n{result.stderr}"
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("header", VARIANT_HEADERS, ids=lambda p: p.name)
+def test_dev_variants_compile_as_their_drivers_hand_them_to_cupy(header):
+    # the source RawKernelLoader(header=...) builds, with the options CuPy passes
+    expressions = variant_expressions(header)
+    status, log, ptx, lowered = nvrtc_compile(cupy_options("sm_80"), expressions, kernel_source(header))
+    assert status == 0, f"NVRTC failed on {header.name}:\n{log}"
+    assert sorted(lowered) == sorted(expressions)
+
+
+@needs_nvrtc
+def test_the_scattering_col2im_adds_atomically_and_the_gathering_ones_do_not():
+    expressions = [f"{k}<{t}>" for k in ("col2im", "col2im_1", "col2im_3") for t in CTYPES.values()]
+    status, log, ptx, lowered = nvrtc_compile(cupy_options("compute_80"), expressions,
+                                              kernel_source(ROOT / "dev" / "im2col_variants.cuh"))
+    assert status == 0, log
+    for expression, body in ptx_entries(ptx, lowered).items():
+        atomic = re.findall(r"^\s*(?:atom|red)\.global\.add\.f(?:32|64)", body, flags=re.M)
+        assert bool(atomic) == expression.startswith("col2im_3<"), f"{expression}: atomic adds {atomic}"
