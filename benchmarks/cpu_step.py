@@ -31,8 +31,8 @@ runner's time is the MEDIAN of its steps; the spread (min..max) is printed too.
 is the median CPU time of the process per step (all its threads): far below
 threads x wall time, the step waited (for a core another program held, say).
 
---profile times every kernel launch and GEMM of the kernels runner (the loader's
-run and gemm, a few extra steps after the timed ones) and prints where its step goes,
+--profile times every kernel launch and GEMM of the kernels runner (mc.trace's launch
+records, a few extra steps after the timed ones) and prints where its step goes,
 wall clock and CPU time, sorted by CPU time; "other" is what is left: Python, the
 autograd, NumPy allocations and copies. With MINICNN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 the CPU-time split is the steadiest view of the work on a machine other programs share.
@@ -157,51 +157,27 @@ class TorchStep:
 
 
 # --------------------------------------------------------------------------- the per-kernel split
-class TimingLoader:
-    """Wraps a loader: every run() and gemm() is timed, wall clock and CPU time, by name."""
-
-    def __init__(self, loader):
-        self.inner = loader
-        self.name, self.xp = loader.name, loader.xp
-        self.seconds = defaultdict(float)
-        self.cpu_seconds = defaultdict(float)
-        self.calls = defaultdict(int)
-
-    def _timed(self, name, function, *args):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        function(*args)
-        self.seconds[name] += time.perf_counter() - start
-        self.cpu_seconds[name] += time.process_time() - start_cpu
-        self.calls[name] += 1
-
-    def run(self, kernel, count, *args):
-        self._timed(kernel, self.inner.run, kernel, count, *args)
-
-    def gemm(self, a, b, out, trans_a, trans_b):
-        self._timed("gemm", self.inner.gemm, a, b, out, trans_a, trans_b)
-
-
 def profile(step, steps):
     """Per step: the wall-clock and CPU seconds of each kernel (and 'gemm', and 'other': the
-    rest of the step) of the kernels backend."""
-    host = backends.host_backend()
-    timing = TimingLoader(host.loader)
-    host.loader = timing
-    try:
-        start, start_cpu = time.perf_counter(), time.process_time()
+    rest of the step) of the kernels backend, from mc.trace's launch records."""
+    seconds, cpu_seconds, calls = defaultdict(float), defaultdict(float), defaultdict(int)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    with mc.trace() as t:
         for _ in range(steps):
             step()
-        total, total_cpu = (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
-    finally:
-        host.loader = timing.inner
-    split = {name: s / steps for name, s in timing.seconds.items()}
+    total, total_cpu = (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
+    for launch in t.launches:
+        seconds[launch["kernel"]] += launch["seconds"]
+        cpu_seconds[launch["kernel"]] += launch["cpu_seconds"]
+        calls[launch["kernel"]] += 1
+    split = {name: s / steps for name, s in seconds.items()}
     split["other"] = total - sum(split.values())
-    cpu = {name: s / steps for name, s in timing.cpu_seconds.items()}
+    cpu = {name: s / steps for name, s in cpu_seconds.items()}
     cpu["other"] = total_cpu - sum(cpu.values())
     order = sorted(split, key=lambda name: -cpu[name])
     return dict(step=total, step_cpu=total_cpu, seconds={name: split[name] for name in order},
                 cpu_seconds={name: cpu[name] for name in order},
-                calls={name: c // steps for name, c in timing.calls.items()})
+                calls={name: c // steps for name, c in calls.items()})
 
 
 # --------------------------------------------------------------------------- main

@@ -26,7 +26,9 @@ they do a few operations per element and are limited by memory, so their bytes t
 cost. Bytes: the sizes of a launch's array arguments (for a NumPy method also its results),
 each counted once - the least memory traffic the launch can have.
 
-Time is wall time (time.perf_counter). A GPU runs launches asynchronously, so inside a
+Time is wall time (time.perf_counter); each launch record also holds the process's CPU
+time over the launch, all threads (``cpu_seconds``: benchmarks/cpu_step.py --profile
+reads it). A GPU runs launches asynchronously, so inside a
 trace, and only there, the GPU is waited for (CuPy's current stream synchronised) before
 and after each op and each launch: every launch's time is then its own, at the price of
 the overlap an untraced step has. Outside a trace nothing waits. The rows of an op add up
@@ -135,12 +137,15 @@ def _watched(make_record):
             if _launch_depth or not _active:
                 return method(instance, *args, **kwargs)
             _launch_depth += 1
+            start_cpu = time.process_time()
             try:
                 result, seconds = _timed(lambda: method(instance, *args, **kwargs))
             finally:
                 _launch_depth -= 1
             arguments = tuple(signature.bind(instance, *args, **kwargs).arguments.values())[1:]
             record = make_record(instance, arguments, result, seconds)
+            # the process's CPU time, all its threads: below threads x seconds, the launch waited for a core
+            record["cpu_seconds"] = time.process_time() - start_cpu
             for trace in _active:
                 trace._launched(dict(record))
             return result

@@ -124,6 +124,7 @@ def test_every_op_forward_backward_and_the_optimizer_step_in_order():
     updates = [r for r in t.launches if r["op"] == "Adam.step"]
     assert len(updates) == 6 and all(r["kernel"] == "adam_update" and r["phase"] == "step" for r in updates)
     assert all(r["seconds"] >= 0 for r in t.records)
+    assert all(r["cpu_seconds"] >= 0 for r in t.launches)
     text = str(t)
     assert "Conv2d 0 forward" in text and "Adam.step" in text and "adam_update" in text
 
