@@ -65,7 +65,8 @@ CHECKS = {
     # ---- README's install and the main job
     "python3 -m venv .venv": ("setup", "the standard library's venv"),
     ". .venv/bin/activate": ("setup", "the venv's own script"),
-    'pip install ".[train]"': ("setup", "the extra 'train' exists in setup.py"),
+    'pip install -e ".[train]"': ("setup", "the extra 'train' exists in setup.py; -e builds minicnn._host "
+                                            "inside the checkout, which 'python -m minicnn' run there imports"),
     "python -m minicnn train": ("small", "--dataset digits --epochs 1 --batch-size 32 (the fixture below; "
                                          "15 epochs on mnist5k take minutes); parsed as written too"),
     "python -m minicnn train --help": ("run", "help text"),

@@ -125,6 +125,11 @@ def test_kernels_are_the_cpu_default_where_the_host_module_is_built():
     # without minicnn._host the reference is the default: hide the module and ask again
     hidden = _python("import sys; sys.modules['minicnn._host'] = None\n" + code)
     assert hidden.stdout.strip() == "reference", hidden.stderr
+    # ... and says so once, with the command that builds it (here: a source tree on sys.path)
+    assert hidden.stderr.count("RuntimeWarning: minicnn runs CPU ops on the NumPy reference") == 1
+    assert "pip install -e" in hidden.stderr
+    chosen = _python("import sys; sys.modules['minicnn._host'] = None\n" + code, MINICNN_CPU_BACKEND="reference")
+    assert chosen.stdout.strip() == "reference" and "Warning" not in chosen.stderr
 
 
 # --------------------------------------------------------------------------- every kernel, threaded = one thread

@@ -19,6 +19,7 @@ Every backend is an object with the interface of backends/base.py:
 """
 
 import os
+import warnings
 
 from .. import device as _device
 from .base import Backend  # noqa: F401 (the interface, for readers and type hints)
@@ -35,9 +36,14 @@ def _checked(value, allowed, what):
 
 
 def _default_cpu_backend():
-    """"kernels" where minicnn._host is built, else "reference"."""
+    """"kernels" where minicnn._host is built, else "reference", said once: a user who runs a
+    checkout that was installed without -e imports its unbuilt source tree, not the install."""
     from . import host
-    return "kernels" if host.available() else "reference"
+    if host.available():
+        return "kernels"
+    warnings.warn("minicnn runs CPU ops on the NumPy reference (set MINICNN_CPU_BACKEND=reference to say so "
+                  "and silence this): " + host.missing_extension_message(), RuntimeWarning, stacklevel=2)
+    return "reference"
 
 
 _cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND") or _default_cpu_backend(), CPU_BACKENDS,
