@@ -115,22 +115,22 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix=""):
-        for name, p in self._parameters.items():
-            if p is not None:
-                yield (f"{prefix}.{name}" if prefix else name), p
+    def _named_members(self, table, prefix):
+        """(dotted name, value) of one of the tables (_parameters, _buffers), this module's then its children's."""
+        for name, value in getattr(self, table).items():
+            if value is not None:
+                yield (f"{prefix}.{name}" if prefix else name), value
         for name, child in self._modules.items():
-            yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
+            yield from child._named_members(table, f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix=""):
+        return self._named_members("_parameters", prefix)
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix=""):
-        for name, b in self._buffers.items():
-            if b is not None:
-                yield (f"{prefix}.{name}" if prefix else name), b
-        for name, child in self._modules.items():
-            yield from child.named_buffers(f"{prefix}.{name}" if prefix else name)
+        return self._named_members("_buffers", prefix)
 
     def buffers(self):
         return [b for _, b in self.named_buffers()]
