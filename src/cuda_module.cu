@@ -5,7 +5,9 @@
 // stream (cupy.cuda.get_current_stream().ptr), so these launches queue behind
 // CuPy's own work in order. Each kernel is exposed as <name>_float32 and
 // <name>_float64 with the kernel's argument order (the first argument is the
-// count of loop indices) plus a final `stream` argument.
+// count of loop indices) plus two more: the grid's `blocks` (backends/cuda.py's
+// blocks(): one thread per element of the largest array, which the pointers here
+// cannot tell) and the `stream`.
 // A failed launch raises RuntimeError naming the kernel. With the environment
 // variable MINICNN_CUDA_DEBUG=1 every launch is also synchronized, so an error
 // inside a kernel (a bad address) is reported by the kernel that caused it.
@@ -52,16 +54,11 @@ struct Arg<E*> {
     static E* get(std::uintptr_t address) { return reinterpret_cast<E*>(address); }
 };
 
-template <typename First, typename... Rest>
-static long long first_of(First first, Rest...) { return (long long)first; }
-
-// Bind one instantiation of a kernel: the Python signature mirrors the kernel's, plus the stream.
+// Bind one instantiation of a kernel: the Python signature mirrors the kernel's, plus the grid and the stream.
 template <typename... K>
 void def_kernel(py::module_& m, const std::string& pyname, const char* name, void (*kernel)(K...)) {
-    m.def(pyname.c_str(), [name, kernel](typename Arg<K>::Py... args, std::uintptr_t stream_ptr) {
-        long long count = first_of(args...);      // every kernel's first argument
-        if (count <= 0) return;                   // a grid of 0 blocks is an invalid launch
-        long long blocks = (count + MC_THREADS_PER_BLOCK - 1) / MC_THREADS_PER_BLOCK;
+    m.def(pyname.c_str(), [name, kernel](typename Arg<K>::Py... args, long long blocks, std::uintptr_t stream_ptr) {
+        if (blocks <= 0) return;                  // a grid of 0 blocks is an invalid launch
         if (blocks > MC_MAX_BLOCKS) blocks = MC_MAX_BLOCKS;
         cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_ptr);
         kernel<<<(unsigned int)blocks, MC_THREADS_PER_BLOCK, 0, stream>>>(Arg<K>::get(args)...);

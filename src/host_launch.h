@@ -12,6 +12,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -50,6 +51,7 @@ struct Arg {
     using Sized = A;   // what the size check gets in its place
     static A get(A value, const char*) { return value; }
     static A size(A value) { return value; }
+    static mc_index elements(A) { return 0; }
 };
 
 // ... and a pointer comes from a NumPy array, checked so that a wrong dtype, a
@@ -74,21 +76,25 @@ struct Arg<E*> {
         return static_cast<E*>(const_cast<void*>(a.data()));
     }
     static Size size(const py::array& a) { return Size{(mc_index)a.size()}; }
+    static mc_index elements(const py::array& a) { return (mc_index)a.size(); }
 };
 
 // ---------------------------------------------------------------------------
-// The threads of a launch over ``count`` indices: one per grain of them, at least one,
-// at most mc_launch_threads (the host's version of the GPU loaders' block count).
-inline int mc_threads_for(long long count) {
-    long long wanted = (count + mc_launch_grain - 1) / mc_launch_grain;
+// The threads of a launch that touches ``work`` elements: one per grain of them, at least
+// one, at most mc_launch_threads (the host's version of the GPU loaders' block count).
+inline int mc_threads_for(long long work) {
+    long long wanted = (work + mc_launch_grain - 1) / mc_launch_grain;
     return wanted < 1 ? 1 : (wanted < mc_launch_threads ? (int)wanted : mc_launch_threads);
 }
 
 // One launch: every thread runs the whole kernel function; the loop header splits the work.
-// A kernel's first argument is its count of indices.
+// A kernel's first argument is its count of indices. ``work`` is the size of the largest array
+// it touches (at least the count): a kernel with one index per row or per column of an image
+// (LRN, pooling, im2col) does a whole row's work for each index, so counting indices alone
+// would run a large launch on one thread.
 template <typename... K>
-void mc_launch(void (*kernel)(K...), const std::tuple<K...>& args) {
-    int threads = mc_threads_for((long long)std::get<0>(args));
+void mc_launch(void (*kernel)(K...), const std::tuple<K...>& args, long long work) {
+    int threads = mc_threads_for(work);
     if (threads == 1) {
         std::apply(kernel, args);
         return;
@@ -115,8 +121,9 @@ void def_kernel(py::module_& m, const std::string& pyname, const char* name, voi
             }
         }
         std::tuple<K...> pointers{Arg<K>::get(args, name)...};
+        long long work = std::max({(long long)std::get<0>(pointers), (long long)Arg<K>::elements(args)...});
         py::gil_scoped_release unlocked;
-        mc_launch(kernel, pointers);
+        mc_launch(kernel, pointers, work);
     });
 }
 

@@ -123,6 +123,10 @@ class FakeRawModule:
         def launch(grid, block, args):
             assert grid[0] >= 1 and block[0] >= 1
             assert isinstance(args[0], np.int64), "count must be an int64 (mc_index)"
+            # a thread per element of the largest array (a row loop counts rows), up to the most blocks
+            from minicnn.backends.cuda import MAX_BLOCKS
+            elements = max([int(args[0])] + [a.size for a in args[1:] if isinstance(a, np.ndarray)])
+            assert grid[0] * block[0] >= min(elements, MAX_BLOCKS * block[0]), f"{expression}: too small a grid"
             for a in args[1:]:
                 assert isinstance(a, (np.ndarray, np.int64, np.uint32, t)), f"{expression}: badly typed {a!r}"
                 assert not isinstance(a, np.floating) or isinstance(a, t), f"{expression}: {a!r} is not a {ctype}"
@@ -174,8 +178,8 @@ class FakeCudaExtension:
         function = getattr(host_module(), name)
 
         def call(*args):
-            *args, stream = args
-            assert stream == 0
+            *args, blocks, stream = args
+            assert stream == 0 and blocks >= 1        # backends/cuda.py's grid, then the stream
             function(*[self.arrays[a] if isinstance(a, int) and a in self.arrays else a for a in args])
         return call
 

@@ -114,9 +114,13 @@ THREADS = csrc_define("MC_THREADS_PER_BLOCK")
 MAX_BLOCKS = csrc_define("MC_MAX_BLOCKS")
 
 
-def blocks(count):
-    """Enough blocks for one thread per index, at most MAX_BLOCKS (the grid-stride loop covers the rest)."""
-    return int(min((count + THREADS - 1) // THREADS, MAX_BLOCKS))
+def blocks(count, args=()):
+    """A launch's grid: one thread per element of the largest array it touches (at least one per
+    index of count), at most MAX_BLOCKS blocks (the grid-stride loop covers the rest). A kernel in
+    MC_ROW_LOOP counts rows but runs a thread per element of them on the GPU (csrc/common.cuh);
+    the host build gives a launch its OpenMP threads from the same size (src/host_launch.h)."""
+    elements = max([count] + [a.size for a in args if hasattr(a, "size") and hasattr(a, "dtype")])
+    return int(min((elements + THREADS - 1) // THREADS, MAX_BLOCKS))
 
 
 class _CupyLoader:
@@ -173,7 +177,7 @@ class RawKernelLoader(_CupyLoader):
             else:
                 raise TypeError(f"kernel '{kernel}': unexpected argument {a!r}")
         try:
-            self.function(kernel, dtype)((blocks(count),), (THREADS,), tuple(typed))
+            self.function(kernel, dtype)((blocks(count, args),), (THREADS,), tuple(typed))
         except self.cp.cuda.driver.CUDADriverError as e:
             raise RuntimeError(f"CUDA kernel '{kernel}' failed: {e}") from e
         self._check(kernel)
@@ -213,10 +217,12 @@ class Pybind11Loader(_CupyLoader):
         return a.data.ptr
 
     def run(self, kernel, count, *args):
+        if count <= 0:
+            return                                  # a grid of 0 blocks is an invalid launch
         dtype = float_dtype_of(args)
         plain = [self.pointer(a) if isinstance(a, self.cp.ndarray) else (int(a) if isinstance(a, np.integer) else a)
                  for a in args]
-        getattr(self.ext, f"{kernel}_{dtype.name}")(int(count), *plain, self.stream())
+        getattr(self.ext, f"{kernel}_{dtype.name}")(int(count), *plain, blocks(count, args), self.stream())
         self._check(kernel)
 
     @staticmethod
