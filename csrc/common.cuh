@@ -106,6 +106,28 @@ inline mc_index mc_chunk_start(mc_index count, int thread, int threads) {
          i < i##_end; ++i)
 #endif
 
+// A kernel whose outputs form rows (the pixels of a plane, the columns of a matrix row) loops
+// with MC_ROW_LOOP(row, rows, col, width) { ... }: the body is written for one element (row, col)
+// and reads the same in both builds. The GPU gives every element its own thread, exactly as
+// MC_GRID_LOOP over rows * width (neighbouring threads take neighbouring columns, so a warp
+// reads and writes consecutive addresses). The host gives each thread whole rows and walks
+// each row in an inner loop: what the body works out from `row` alone (the divisions that find
+// a row's channel and image) the compiler computes once per row, and the inner loop runs along
+// contiguous memory, where it can use vector instructions. A per-element division chain cost
+// more than the rest of these kernels on a CPU.
+#ifdef MC_DEVICE_BUILD
+// the inner "loop" runs once: it only names the element's row and column
+#define MC_ROW_LOOP(row, rows, col, width)                                                    \
+    MC_GRID_LOOP(row##_and_##col, (rows) * (width))                                         \
+        for (mc_index row = row##_and_##col / (width), col = row##_and_##col % (width),       \
+                      row##_once = 1; row##_once; row##_once = 0)
+#else
+// (omp simd: the columns are independent, as the GPU's threads are, so the compiler may run
+// several at once in vector lanes, each computing exactly what it would alone)
+#define MC_ROW_LOOP(row, rows, col, width) \
+    MC_GRID_LOOP(row, rows) _Pragma("omp simd") for (mc_index col = 0; col < (width); ++col)
+#endif
+
 // ----- math helpers: one name for float and double on every compiler -----
 #ifdef MC_DEVICE_BUILD
 // kernels call these, so on the GPU they need only be __device__

@@ -19,49 +19,44 @@ MC_HD mc_index mc_tap(mc_index t, mc_index d) {
 }
 
 // x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, ki, kj).
-// One thread per (c, n, oy, ox), as Caffe's im2col_gpu_kernel: it copies its
-// kh*kw window into the kh*kw rows of its column; padding reads as 0.
+// In MC_ROW_LOOP (common.cuh): a row is output row oy of image n in row (c, ki, kj) of cols,
+// its columns the ox, so count = C*kh*kw*N*OH and entry (row, ox) of cols is row * OW + ox.
+// On the GPU each entry is a thread (neighbouring threads write neighbouring entries); on the
+// host a thread decodes a row once and copies it along. Padding reads as 0.
 template <typename T>
 MC_KERNEL im2col(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc_index H, mc_index W,
                  mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
                  mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
-    mc_index L = OH * OW, NL = N * L;
-    // each i is one column (c, n, oy, ox); neighbouring threads write neighbouring entries
-    MC_GRID_LOOP(i, count) {
-        mc_index ox = i % OW, rest = i / OW;
-        mc_index oy = rest % OH;
-        rest /= OH;
-        mc_index n = rest % N, c = rest / N;
-        const T* plane = x + (n * C + c) * H * W;
-        T* out = cols + c * kh * kw * NL + n * L + oy * OW + ox;   // row (c, 0, 0) of the column
-        // walk the window row by row; each tap goes one row (NL entries) further down
-        for (mc_index ki = 0; ki < kh; ++ki) {
-            mc_index y = oy * sh - pt + ki * dh;
-            for (mc_index kj = 0; kj < kw; ++kj) {
-                mc_index xx = ox * sw - pl + kj * dw;
-                bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
-                *out = inside ? plane[y * W + xx] : T(0);
-                out += NL;
-            }
-        }
+    // each (row, ox) is one entry (c, ki, kj, n, oy, ox) of cols
+    MC_ROW_LOOP(row, count, ox, OW) {
+        mc_index oy = row % OH, rest = row / OH;
+        mc_index n = rest % N;
+        rest /= N;
+        mc_index kj = rest % kw;
+        rest /= kw;
+        mc_index ki = rest % kh, c = rest / kh;
+        mc_index y = oy * sh - pt + ki * dh;              // the input pixel this entry copies
+        mc_index xx = ox * sw - pl + kj * dw;
+        bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
+        cols[row * OW + ox] = inside ? x[((n * C + c) * H + y) * W + xx] : T(0);
     }
 }
 
 // cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), the adjoint of im2col:
 // x[pixel] = the sum of every column entry that copied that pixel.
-// One thread per input pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics,
-// and a fixed sum order - taps (ki, kj) in row-major order, as the NumPy reference adds them.
+// Each pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics, and a fixed sum
+// order - taps (ki, kj) in row-major order, as the NumPy reference adds them.
+// In MC_ROW_LOOP: a row is input row y of plane (n, c), its columns the pixels xx
+// (count = N*C*H); the outputs covering the row are worked out once per row on the host.
 template <typename T>
 MC_KERNEL col2im(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc_index H, mc_index W,
                  mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
                  mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
     mc_index L = OH * OW, NL = N * L;
-    // each i is one input pixel (n, c, y, xx)
-    MC_GRID_LOOP(i, count) {
-        mc_index xx = i % W, rest = i / W;
-        mc_index y = rest % H;
-        rest /= H;
-        mc_index c = rest % C, n = rest / C;
+    // each (row, xx) is one input pixel (n, c, y, xx)
+    MC_ROW_LOOP(row, count, xx, W) {
+        mc_index y = row % H, plane = row / H;
+        mc_index c = plane % C, n = plane / C;
         // the outputs whose window (of extent d*(k-1)+1) spans this pixel, along each axis
         mc_index oy0, oy1, ox0, ox1;
         mc_covering_outputs(y, dh * (kh - 1) + 1, sh, pt, OH, &oy0, &oy1);
@@ -78,32 +73,31 @@ MC_KERNEL col2im(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc
                 sum += column[(ki * kw + kj) * NL + oy * OW + ox];
             }
         }
-        x[i] = sum;
+        x[row * W + xx] = sum;
     }
 }
 
 // The GEMM gives y with the batch side by side, (O, N, OH*OW); the network wants NCHW.
-// y_side: (O, N, L), b: (O,)  ->  y: (N, O, L), y[n, o, l] = y_side[o, n, l] + b[o].
-// One thread per entry of y (the bias is added on the way: one pass instead of two).
+// y_side: (O, N, L), b: (O,)  ->  y: (N, O, L), y[n, o, l] = y_side[o, n, l] + b[o]
+// (the bias is added on the way: one pass instead of two). In MC_ROW_LOOP: a row is one
+// (n, o), count = N*O; along it the L entries are contiguous on both sides.
 template <typename T>
 MC_KERNEL side_by_side_to_nchw(mc_index count, const T* y_side, const T* b, T* y, mc_index N, mc_index O,
                                mc_index L) {
-    // each i is one entry (n, o, l) of y
-    MC_GRID_LOOP(i, count) {
-        mc_index l = i % L, rest = i / L;
-        mc_index o = rest % O, n = rest / O;
-        y[i] = y_side[(o * N + n) * L + l] + b[o];
+    // each (row, l) is one entry (n, o, l) of y
+    MC_ROW_LOOP(row, count, l, L) {
+        mc_index o = row % O, n = row / O;
+        y[row * L + l] = y_side[(o * N + n) * L + l] + b[o];
     }
 }
 
 // The way back, for the gradients' GEMMs: dy: (N, O, L)  ->  dy_side: (O, N, L).
-// One thread per entry of dy_side.
+// A row is one (o, n), count = O*N.
 template <typename T>
 MC_KERNEL nchw_to_side_by_side(mc_index count, const T* dy, T* dy_side, mc_index N, mc_index O, mc_index L) {
-    // each i is one entry (o, n, l) of dy_side
-    MC_GRID_LOOP(i, count) {
-        mc_index l = i % L, rest = i / L;
-        mc_index n = rest % N, o = rest / N;
-        dy_side[i] = dy[(n * O + o) * L + l];
+    // each (row, l) is one entry (o, n, l) of dy_side
+    MC_ROW_LOOP(row, count, l, L) {
+        mc_index n = row % N, o = row / N;
+        dy_side[row * L + l] = dy[(n * O + o) * L + l];
     }
 }

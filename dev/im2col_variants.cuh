@@ -9,9 +9,9 @@
 //      (c, ki, kj, n, oy, ox) from its index by a chain of six 64-bit divisions;
 //      col2im with one thread per pixel that tries all kh*kw taps and asks, with
 //      a modulo each, whether some output used it
-//   2  Caffe's shape, the one csrc/im2col.cuh ships: im2col with one thread per
-//      (c, n, oy, ox) that copies its whole kh*kw window (the divisions paid once
-//      per window), col2im gathering only over the outputs whose window spans the pixel
+//   2  Caffe's shape: im2col with one thread per (c, n, oy, ox) that copies its whole
+//      kh*kw window (the divisions paid once per window), col2im gathering only over
+//      the outputs whose window spans the pixel
 //   3  im2col as 2; col2im SCATTERING, the other way round: one thread per column
 //      (c, n, oy, ox), as im2col's, adding each of its kh*kw entries into the pixel it
 //      came from. Overlapping windows add into the same pixel from different threads,
@@ -19,6 +19,13 @@
 //      threads reach it in: not the reference's, and on a GPU not the same from one
 //      run to the next. x must hold zeros before the launch. This is why the kernels
 //      gather (csrc/im2col.cuh): no atomics, and the same bits every run.
+//   4  the one csrc/im2col.cuh ships: both kernels in MC_ROW_LOOP (csrc/common.cuh).
+//      im2col: a row is output row oy of image n in row (c, ki, kj) of cols, its columns
+//      the ox (count = C*kh*kw*N*OH); col2im: a row is input row y of plane (n, c), its
+//      columns the pixels (count = N*C*H), each gathering as in 2. On the GPU one thread
+//      per entry, as 1 (a warp writes consecutive entries); on the host a thread decodes
+//      each row once and walks along it, instead of paying 2's divisions per window
+//      (im2col) or per pixel (col2im).
 #pragma once
 #include "im2col.cuh"
 
@@ -72,7 +79,71 @@ MC_KERNEL col2im_1(mc_index count, const T* cols, T* x, mc_index N, mc_index C, 
     }
 }
 
-// ----- variant 2 is csrc/im2col.cuh's im2col and col2im, included above.
+// ----- variant 2: Caffe's shape, csrc/im2col.cuh's kernels until variant 4 replaced them
+// x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, ki, kj).
+// One thread per (c, n, oy, ox), as Caffe's im2col_gpu_kernel: it copies its
+// kh*kw window into the kh*kw rows of its column; padding reads as 0.
+template <typename T>
+MC_KERNEL im2col_2(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    mc_index L = OH * OW, NL = N * L;
+    // each i is one column (c, n, oy, ox); neighbouring threads write neighbouring entries
+    MC_GRID_LOOP(i, count) {
+        mc_index ox = i % OW, rest = i / OW;
+        mc_index oy = rest % OH;
+        rest /= OH;
+        mc_index n = rest % N, c = rest / N;
+        const T* plane = x + (n * C + c) * H * W;
+        T* out = cols + c * kh * kw * NL + n * L + oy * OW + ox;   // row (c, 0, 0) of the column
+        // walk the window row by row; each tap goes one row (NL entries) further down
+        for (mc_index ki = 0; ki < kh; ++ki) {
+            mc_index y = oy * sh - pt + ki * dh;
+            for (mc_index kj = 0; kj < kw; ++kj) {
+                mc_index xx = ox * sw - pl + kj * dw;
+                bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
+                *out = inside ? plane[y * W + xx] : T(0);
+                out += NL;
+            }
+        }
+    }
+}
+
+// cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), the adjoint of im2col:
+// x[pixel] = the sum of every column entry that copied that pixel.
+// One thread per input pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics,
+// and a fixed sum order - taps (ki, kj) in row-major order, as the NumPy reference adds them.
+template <typename T>
+MC_KERNEL col2im_2(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    mc_index L = OH * OW, NL = N * L;
+    // each i is one input pixel (n, c, y, xx)
+    MC_GRID_LOOP(i, count) {
+        mc_index xx = i % W, rest = i / W;
+        mc_index y = rest % H;
+        rest /= H;
+        mc_index c = rest % C, n = rest / C;
+        // the outputs whose window (of extent d*(k-1)+1) spans this pixel, along each axis
+        mc_index oy0, oy1, ox0, ox1;
+        mc_covering_outputs(y, dh * (kh - 1) + 1, sh, pt, OH, &oy0, &oy1);
+        mc_covering_outputs(xx, dw * (kw - 1) + 1, sw, pl, OW, &ox0, &ox1);
+        const T* column = cols + c * kh * kw * NL + n * L;       // row (c, 0, 0), image n
+        T sum = T(0);
+        // the later the output, the earlier its tap: walk outputs backwards so that taps ascend
+        for (mc_index oy = oy1 - 1; oy >= oy0; --oy) {
+            mc_index ki = mc_tap(y + pt - oy * sh, dh);
+            if (ki < 0) continue;                                // between two dilated taps
+            for (mc_index ox = ox1 - 1; ox >= ox0; --ox) {
+                mc_index kj = mc_tap(xx + pl - ox * sw, dw);
+                if (kj < 0) continue;
+                sum += column[(ki * kw + kj) * NL + oy * OW + ox];
+            }
+        }
+        x[i] = sum;
+    }
+}
+
 
 // ----- variant 3: col2im_3 (its im2col is variant 2's)
 // *at += value from many threads at once. On the GPU, atomicAdd (float and double, sm_60
@@ -119,3 +190,5 @@ MC_KERNEL col2im_3(mc_index count, const T* cols, T* x, mc_index N, mc_index C, 
         }
     }
 }
+
+// ----- variant 4 is csrc/im2col.cuh's im2col and col2im (in MC_ROW_LOOP), included above.

@@ -25,10 +25,12 @@ import numpy as np
 from minicnn.backends import reference
 
 VARIANTS = {
-    1: "as csrc/lrn.cuh: one thread per element, each adding up its window of size channels",
+    1: "the first kernels: one thread per element, each adding up its window of size channels",
     2: "Caffe's: one thread per column (n, pixel), a running window sum walking the channels",
+    3: "as csrc/lrn.cuh: variant 1 in MC_ROW_LOOP (a plane per host row), s^-3/4 by two square roots",
 }
-KERNELS = {1: ("lrn_forward", "lrn_backward"), 2: ("lrn_forward_2", "lrn_backward_2")}
+KERNELS = {1: ("lrn_forward_1", "lrn_backward_1"), 2: ("lrn_forward_2", "lrn_backward_2"),
+           3: ("lrn_forward", "lrn_backward")}
 HEADER = ROOT / "dev" / "lrn_variants.cuh"
 
 # (N, C, H, W), size, alpha, beta, k, channel magnitudes spread over 10^spread
@@ -50,8 +52,8 @@ def columns(x_shape):
 
 
 def count(variant, x_shape):
-    """The variant's threads: every element (1), every column (n, pixel) (2)."""
-    return int(np.prod(x_shape)) if variant == 1 else columns(x_shape)
+    """The variant's count: every element (1), every column (n, pixel) (2), every plane (n, c) (3)."""
+    return {1: int(np.prod(x_shape)), 2: columns(x_shape), 3: x_shape[0] * x_shape[1]}[variant]
 
 
 def run_forward(loader, variant, x, y, scale, size, alpha, beta, k):

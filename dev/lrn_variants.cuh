@@ -6,7 +6,7 @@
 // dev/lrn.py checks each against the NumPy reference before it times it. Only the
 // count differs: it is what the variant's threads are.
 //
-//   1  the kernels csrc/lrn.cuh ships: one thread per element, each adding up its own
+//   1  the first kernels: one thread per element, each adding up its own
 //      window of `size` channels (count = N*C*HW). Every window sum is added in the
 //      reference's order; only pow differs from NumPy's
 //   2  Caffe's LRNFillScale / LRNComputeDiff: one thread per column (n, pixel), which
@@ -19,10 +19,60 @@
 //      Caffe also splits the forward in two launches (the scale by columns, then
 //      y = x * scale^-beta by elements, so the pow runs on every thread); here the
 //      column computes both, keeping the signature of csrc/lrn.cuh's kernel.
+//   3  the kernels csrc/lrn.cuh ships: variant 1's arithmetic in MC_ROW_LOOP (csrc/common.cuh),
+//      a row per plane (n, c) (count = N*C): on the GPU one thread per element, as 1; on the
+//      host a plane's window is found once and its channels are read along the plane, with
+//      no division per element. And s^-beta by mc_lrn_power: for beta = 3/4, two square roots
+//      and a division instead of pow (within 2 ulps; variants 1 and 2 call pow).
 #pragma once
 #include "lrn.cuh"
 
-// ----- variant 1 is csrc/lrn.cuh's lrn_forward and lrn_backward, included above.
+// ----- variant 1: the first kernels (csrc/lrn.cuh until variant 3 replaced them)
+// x: (N, C, H, W)  ->  y, scale: (N, C, H, W). scale is kept for the backward pass.
+// One thread per element; each walks its window of `size` channels (size is odd).
+template <typename T>
+MC_KERNEL lrn_forward_1(mc_index count, const T* x, T* y, T* scale, mc_index C, mc_index HW,
+                        mc_index size, T alpha, T beta, T k) {
+    // each i is one element (n, c, pixel)
+    MC_GRID_LOOP(i, count) {
+        mc_index pixel = i % HW, rest = i / HW;
+        mc_index c = rest % C, n = rest / C;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
+        T sum = T(0);
+        // squares of the neighbouring channels at the same pixel
+        for (mc_index cc = lo; cc < hi; ++cc) {
+            T v = x[(n * C + cc) * HW + pixel];
+            sum += v * v;
+        }
+        T s = k + alpha * sum;
+        scale[i] = s;
+        y[i] = x[i] * mc_pow(s, -beta);
+    }
+}
+
+// x, y, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
+//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of dy_j y_j / scale_j
+// The window is symmetric, so "the j whose window holds i" are i's own window.
+// One thread per element.
+template <typename T>
+MC_KERNEL lrn_backward_1(mc_index count, const T* x, const T* y, const T* scale, const T* dy,
+                         T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
+    // each i is one element (n, c, pixel)
+    MC_GRID_LOOP(i, count) {
+        mc_index pixel = i % HW, rest = i / HW;
+        mc_index c = rest % C, n = rest / C;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
+        T sum = T(0);
+        // dy_j * y_j / scale_j over the neighbouring channels j
+        for (mc_index cc = lo; cc < hi; ++cc) {
+            mc_index j = (n * C + cc) * HW + pixel;
+            sum += dy[j] * y[j] / scale[j];
+        }
+        dx[i] = dy[i] * mc_pow(scale[i], -beta) - T(2) * alpha * beta * x[i] * sum;
+    }
+}
 
 // ----- variant 2
 // x: (N, C, HW)  ->  y, scale: (N, C, HW). One thread per column (n, pixel).
@@ -89,3 +139,5 @@ MC_KERNEL lrn_backward_2(mc_index count, const T* x, const T* y, const T* scale,
         }
     }
 }
+
+// ----- variant 3 is csrc/lrn.cuh's lrn_forward and lrn_backward, included above.

@@ -70,41 +70,42 @@ inline mc_index groups_of(mc_index count, mc_index per) { return count <= 0 ? 0 
 // here does not compile, so the check cannot be forgotten for a new kernel.
 #define MC_SIZES(kernel) template <typename T> void kernel##_sizes
 
-// count = C*N*OH*OW windows (c, n, oy, ox); each reads image plane (n, c) of x and writes its
-// kh*kw entries of cols (C*kh*kw, N, OH*OW), one per row of its channel.
+// count = C*kh*kw*N*OH rows (c, ki, kj, n, oy) of OW entries each of cols (C*kh*kw, N, OH*OW);
+// each reads image plane (n, c) of x.
 MC_SIZES(im2col)(mc_index count, Size x, Size cols, mc_index N, mc_index C, mc_index H, mc_index W, mc_index kh,
                  mc_index kw, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
-    POSITIVE(count, N); POSITIVE(count, OH); POSITIVE(count, OW);
-    AT_MOST(count, count, product({C, N, OH, OW}));
-    HOLDS(x, count > 0 ? product({N, C, H, W}) : 0);
-    HOLDS(cols, count > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
+    POSITIVE(count, N); POSITIVE(count, OH); POSITIVE(count, kh); POSITIVE(count, kw);
+    AT_MOST(count, count, product({C, kh, kw, N, OH}));
+    HOLDS(x, count > 0 && OW > 0 ? product({N, C, H, W}) : 0);
+    HOLDS(cols, product({count, OW}));
 }
 
-// x (N, C, H, W) has count entries, each gathered from its channel's rows of cols (C*kh*kw, N, OH*OW).
+// x (N, C, H, W) has count rows (n, c, y) of W pixels, each gathered from its channel's rows of
+// cols (C*kh*kw, N, OH*OW).
 MC_SIZES(col2im)(mc_index count, Size cols, Size x, mc_index N, mc_index C, mc_index H, mc_index W, mc_index kh,
                  mc_index kw, mc_index sh, mc_index sw, mc_index, mc_index, mc_index dh, mc_index dw, mc_index OH,
                  mc_index OW) {
-    POSITIVE(count, C); POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
+    POSITIVE(count, C); POSITIVE(count, H); POSITIVE(count, sh); POSITIVE(count, sw);
     POSITIVE(count, dh); POSITIVE(count, dw);
-    AT_MOST(count, count, product({N, C, H, W}));
-    HOLDS(x, count);
-    HOLDS(cols, count > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
+    AT_MOST(count, count, product({N, C, H}));
+    HOLDS(x, product({count, W}));
+    HOLDS(cols, count > 0 && W > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
 }
 
-// y (N, O, L) has count entries, each read from y_side (O, N, L); b (O,).
+// y (N, O, L) has count rows (n, o) of L entries, each read from y_side (O, N, L); b (O,).
 MC_SIZES(side_by_side_to_nchw)(mc_index count, Size y_side, Size b, Size y, mc_index N, mc_index O, mc_index L) {
-    POSITIVE(count, O); POSITIVE(count, L);
-    AT_MOST(count, count, product({N, O, L}));
-    HOLDS(y, count);
+    POSITIVE(count, O);
+    AT_MOST(count, count, product({N, O}));
+    HOLDS(y, product({count, L}));
     HOLDS(y_side, count > 0 ? product({N, O, L}) : 0);
-    HOLDS(b, count > 0 ? O : 0);
+    HOLDS(b, count > 0 && L > 0 ? O : 0);
 }
 
-// dy_side (O, N, L) has count entries, each read from dy (N, O, L).
+// dy_side (O, N, L) has count rows (o, n) of L entries, each read from dy (N, O, L).
 MC_SIZES(nchw_to_side_by_side)(mc_index count, Size dy, Size dy_side, mc_index N, mc_index O, mc_index L) {
-    POSITIVE(count, N); POSITIVE(count, L);
-    AT_MOST(count, count, product({N, O, L}));
-    HOLDS(dy_side, count);
+    POSITIVE(count, N);
+    AT_MOST(count, count, product({N, O}));
+    HOLDS(dy_side, product({count, L}));
     HOLDS(dy, count > 0 ? product({N, O, L}) : 0);
 }
 
@@ -128,22 +129,22 @@ MC_SIZES(sum_cols)(mc_index count, Size x, Size out, mc_index R) {
     HOLDS(out, count);
 }
 
-// y, argmax (N, C, OH, OW) have count entries; x the same planes, of H*W.
+// y, argmax (N, C, OH, OW) have count rows (n, c, oy) of OW outputs; x the same planes, of H*W.
 MC_SIZES(max_pool_forward)(mc_index count, Size x, Size y, Size argmax, mc_index H, mc_index W, mc_index, mc_index,
                            mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
-    POSITIVE(count, OH); POSITIVE(count, OW);
-    HOLDS(y, count);
-    HOLDS(argmax, count);
-    HOLDS(x, product({groups_of(count, product({OH, OW})), H, W}));
+    POSITIVE(count, OH);
+    HOLDS(y, product({count, OW}));
+    HOLDS(argmax, product({count, OW}));
+    HOLDS(x, OW > 0 ? product({groups_of(count, OH), H, W}) : 0);
 }
 
-// dx (N, C, H, W) has count entries; dy and argmax the same planes, of OH*OW.
+// dx (N, C, H, W) has count rows (n, c, y) of W pixels; dy and argmax the same planes, of OH*OW.
 MC_SIZES(max_pool_backward)(mc_index count, Size dy, Size argmax, Size dx, mc_index H, mc_index W, mc_index,
-                            mc_index, mc_index sh, mc_index sw, mc_index, mc_index, mc_index OH, mc_index OW) {
-    POSITIVE(count, H); POSITIVE(count, W); POSITIVE(count, sh); POSITIVE(count, sw);
-    HOLDS(dx, count);
-    HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
-    HOLDS(argmax, product({groups_of(count, product({H, W})), OH, OW}));
+                            mc_index, mc_index sh, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
+    POSITIVE(count, H); POSITIVE(count, sh);
+    HOLDS(dx, product({count, W}));
+    HOLDS(dy, product({groups_of(count, H), OH, OW}));
+    HOLDS(argmax, product({groups_of(count, H), OH, OW}));
 }
 
 // y (N, C, OH, OW) has count entries; x the same planes, of H*W (the padding at the bottom and
@@ -164,24 +165,24 @@ MC_SIZES(avg_pool_backward)(mc_index count, Size dy, Size dx, mc_index H, mc_ind
     HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
 }
 
-// y, scale (N, C, HW) have count entries; x is read across its images' channels, so whole images.
+// y, scale (N, C, HW) have count planes (n, c) of HW; x is read across its images' channels, so whole images.
 MC_SIZES(lrn_forward)(mc_index count, Size x, Size y, Size scale, mc_index C, mc_index HW, mc_index, T, T, T) {
-    POSITIVE(count, C); POSITIVE(count, HW);
-    HOLDS(x, product({groups_of(count, product({C, HW})), C, HW}));
-    HOLDS(y, count);
-    HOLDS(scale, count);
+    POSITIVE(count, C);
+    HOLDS(x, HW > 0 ? product({groups_of(count, C), C, HW}) : 0);
+    HOLDS(y, product({count, HW}));
+    HOLDS(scale, product({count, HW}));
 }
 
-// x, dx (N, C, HW) have count entries; y, scale and dy are read across channels, so whole images.
+// x, dx (N, C, HW) have count planes (n, c) of HW; y, scale and dy are read across channels, so whole images.
 MC_SIZES(lrn_backward)(mc_index count, Size x, Size y, Size scale, Size dy, Size dx, mc_index C, mc_index HW,
                        mc_index, T, T) {
-    POSITIVE(count, C); POSITIVE(count, HW);
-    mc_index whole_images = product({groups_of(count, product({C, HW})), C, HW});
-    HOLDS(x, count);
+    POSITIVE(count, C);
+    mc_index whole_images = HW > 0 ? product({groups_of(count, C), C, HW}) : 0;
+    HOLDS(x, product({count, HW}));
     HOLDS(y, whole_images);
     HOLDS(scale, whole_images);
     HOLDS(dy, whole_images);
-    HOLDS(dx, count);
+    HOLDS(dx, product({count, HW}));
 }
 
 // The channels a per-element kernel over (N, C, L) reaches: those of its first count elements.

@@ -150,7 +150,7 @@ def test_im2col_bitwise(case):
     n, c = x.shape[:2]
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
     cols = np.full((c * kh * kw, n, oh * ow), np.nan, dtype=dtype)
-    host_kernel("im2col", dtype)(c * n * oh * ow, x, cols, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    host_kernel("im2col", dtype)(c * kh * kw * n * oh, x, cols, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
     np.testing.assert_array_equal(cols, reference.im2col(x, case["kernel"], case["stride"], (ph, ph, pw, pw), (1, 1)))
 
 
@@ -163,7 +163,7 @@ def test_col2im_bitwise(case):
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
     cols = randn(rng, (c * kh * kw, n, oh * ow), dtype)
     x = np.full(case["shape"], np.nan, dtype=dtype)
-    host_kernel("col2im", dtype)(x.size, cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    host_kernel("col2im", dtype)(n * c * h, cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
     np.testing.assert_array_equal(x, reference.col2im(cols, case["shape"], case["kernel"], case["stride"],
                                                       (ph, ph, pw, pw), (1, 1)))
 

@@ -88,10 +88,10 @@ def recipe():
 
 
 def kernel_loop_line():
-    """The line of max_pool_forward's MC_GRID_LOOP in csrc/pool.cuh (1-based)."""
+    """The line of max_pool_forward's MC_ROW_LOOP in csrc/pool.cuh (1-based)."""
     lines = (ROOT / "csrc" / "pool.cuh").read_text().splitlines()
     start = next(n for n, line in enumerate(lines) if "MC_KERNEL max_pool_forward(" in line)
-    return next(n for n in range(start, len(lines)) if "MC_GRID_LOOP(" in lines[n]) + 1
+    return next(n for n in range(start, len(lines)) if "MC_ROW_LOOP(" in lines[n]) + 1
 
 
 def test_the_recipe_script_is_five_lines_and_runs_max_pool2d_on_the_host_kernels():
@@ -146,12 +146,13 @@ def test_the_gdb_recipe_stops_in_max_pool_forward_and_prints_the_window(debug_li
     assert run.returncode == 0, out[-4000:]
 
     loop = kernel_loop_line()
-    # stopped in the kernel, at its grid loop, with the launch's arguments ...
-    assert re.search(r"hit Breakpoint 1, max_pool_forward<float> \(count=4, .*H=4, W=4, kh=2, kw=2, sh=2, sw=2, "
-                     rf"ph=0, pw=0, OH=2, OW=2\) at csrc/pool\.cuh:{loop}\n{loop}\s+MC_GRID_LOOP\(i, count\)", out), out
-    # ... then three lines further, at window i = 3, which is (oy, ox) = (1, 1) of the 2x2 output
-    assert re.search(rf"hit Breakpoint 2\.\d, max_pool_forward<float> \(.*\) at csrc/pool\.cuh:{loop + 3}\n", out), out
-    assert re.search(r"^\$1 = 3\n\$2 = 1\n\$3 = 1$", out, re.M), out
+    # stopped in the kernel, at its row loop, with the launch's arguments (two output rows) ...
+    assert re.search(r"hit Breakpoint 1, max_pool_forward<float> \(count=2, .*H=4, W=4, kh=2, kw=2, sh=2, sw=2, "
+                     rf"ph=0, pw=0, OH=2, OW=2\) at csrc/pool\.cuh:{loop}\n{loop}\s+MC_ROW_LOOP\(row, count, ox, OW\)",
+                     out), out
+    # ... then two lines further, at row 1, column 1, which is (oy, ox) = (1, 1) of the 2x2 output
+    assert re.search(rf"hit Breakpoint 2\.\d, max_pool_forward<float> \(.*\) at csrc/pool\.cuh:{loop + 2}\n", out), out
+    assert re.search(r"^\$1 = 1\n\$2 = 1\n\$3 = 1$", out, re.M), out
 
     # what the docs say it prints is what it printed ("..." stands for the pointers)
     for line in (line for line in shown if line.strip()):

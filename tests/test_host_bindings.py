@@ -28,17 +28,19 @@ def i(n):
 # size the kernel touches. Shapes: N=2 images, C=3 channels, a 5x4 input, a 3x2 kernel with
 # stride (1, 2) and padding (1, 0) -> a 5x2 output; pooling 5x5 -> 2x2 (3/2); 3 rows of 4 logits.
 CASES = {
-    # im2col: one thread per window (c, n, oy, ox); cols (C*kh*kw, N, OH*OW); dilation 1
-    "im2col": (60, [("x", f(120)), ("cols", f(360)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
-    "col2im": (120, [("cols", f(360)), ("x", f(120)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
-    # (N, O, L) = (2, 3, 4) to and from the GEMM's (O, N, L)
-    "side_by_side_to_nchw": (24, [("y_side", f(24)), ("b", f(3)), ("y", f(24)), 2, 3, 4]),
-    "nchw_to_side_by_side": (24, [("dy", f(24)), ("dy_side", f(24)), 2, 3, 4]),
+    # im2col: one row per (c, ki, kj, n, oy), of OW entries; cols (C*kh*kw, N, OH*OW); dilation 1
+    "im2col": (180, [("x", f(120)), ("cols", f(360)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
+    # col2im: one row per input row (n, c, y)
+    "col2im": (30, [("cols", f(360)), ("x", f(120)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
+    # (N, O, L) = (2, 3, 4) to and from the GEMM's (O, N, L): one row per (n, o) or (o, n)
+    "side_by_side_to_nchw": (6, [("y_side", f(24)), ("b", f(3)), ("y", f(24)), 2, 3, 4]),
+    "nchw_to_side_by_side": (6, [("dy", f(24)), ("dy_side", f(24)), 2, 3, 4]),
     "bias_forward": (24, [("y", f(24)), ("b", f(3)), 3, 4]),
     "sum_rows": (12, [("x", f(24)), ("out", f(12)), 4, 2]),   # 6 rows of 4, two partial sums each
     "sum_cols": (4, [("x", f(24)), ("out", f(4)), 6]),
-    "max_pool_forward": (8, [("x", f(50)), ("y", f(8)), ("argmax", i(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
-    "max_pool_backward": (50, [("dy", f(8)), ("argmax", i(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    # pooling: one row per output row (n, c, oy) forward; max pooling backward per input row (n, c, y)
+    "max_pool_forward": (4, [("x", f(50)), ("y", f(8)), ("argmax", i(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
+    "max_pool_backward": (10, [("dy", f(8)), ("argmax", i(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2]),
     "avg_pool_forward": (8, [("x", f(50)), ("y", f(8)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2, 0, 0, 1]),
     "avg_pool_backward": (50, [("dy", f(8)), ("dx", f(50)), 5, 5, 3, 3, 2, 2, 0, 0, 2, 2, 0, 0, 1]),
     # batch norm over (N, C, L) = (2, 3, 4): one thread per channel for the reductions
@@ -49,8 +51,9 @@ CASES = {
                                        ("dweight", f(3)), ("dbias", f(3)), 2, 3, 4, 1e-5]),
     "batch_norm_backward": (24, [("x", f(24)), ("dy", f(24)), ("mean", f(3)), ("var", f(3)), ("weight", f(3)),
                                  ("dweight", f(3)), ("dbias", f(3)), ("dx", f(24)), 3, 4, 8, 1e-5, 1]),
-    "lrn_forward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
-    "lrn_backward": (24, [("x", f(24)), ("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
+    # LRN: one row per plane (n, c)
+    "lrn_forward": (6, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
+    "lrn_backward": (6, [("x", f(24)), ("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
                           3, 4, 5, 1e-4, 0.75]),
     "relu_forward": (10, [("x", f(10)), ("y", f(10)), 0.0]),
     "relu_backward": (10, [("x", f(10)), ("dy", f(10)), ("dx", f(10)), 0.0]),
@@ -111,8 +114,8 @@ def test_a_count_far_beyond_the_arrays_raises_instead_of_crashing():
 
 
 def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_refused():
-    with pytest.raises(ValueError, match="argument 'OW' must be >= 1, got 0"):
-        _host.im2col_float64(9, f(9), f(9), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0)
+    with pytest.raises(ValueError, match="argument 'OH' must be >= 1, got 0"):
+        _host.im2col_float64(9, f(9), f(9), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 0, 1)
     with pytest.raises(ValueError, match="overflow"):
         _host.im2col_float64(9, f(9), f(9), 1, 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3)
     with pytest.raises(ValueError, match=r"argument 'S' \(5\) must be <= 'K' \(4\)"):

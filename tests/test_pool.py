@@ -111,14 +111,14 @@ def test_max_pool_kernels_bitwise(case, ties):
     oh, ow = geo[-2:]
     y = np.empty(case["shape"][:2] + (oh, ow), dtype=dtype)
     argmax = np.empty(y.shape, dtype=np.int64)
-    host_kernel("max_pool_forward", dtype)(y.size, x, y, argmax, *geo)
+    host_kernel("max_pool_forward", dtype)(y.size // ow, x, y, argmax, *geo)         # one row per (n, c, oy)
     y_ref, argmax_ref = R.max_pool2d_forward(x, case["kernel"], case["stride"], case["padding"])
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
 
     dy = randn(rng, y.shape, dtype)
     dx = np.full(case["shape"], np.nan, dtype=dtype)
-    host_kernel("max_pool_backward", dtype)(dx.size, dy, argmax, dx, *geo)
+    host_kernel("max_pool_backward", dtype)(dx.size // dx.shape[3], dy, argmax, dx, *geo)  # per (n, c, y)
     np.testing.assert_array_equal(
         dx, R.max_pool2d_backward(dy, argmax_ref, case["shape"], case["kernel"], case["stride"], case["padding"]))
 

@@ -31,6 +31,12 @@ from .base import Backend
 # layers, two chunks for conv2, and bounded memory for larger batches.
 COLS_BUDGET = 1 << 27
 
+# The forward's columns are kept for the weight gradient's GEMM, instead of computed again by
+# im2col in backward, when they hold at most this many entries (64 MiB in float32) and one
+# chunk holds the batch: every layer of the small network, conv3-conv5 of AlexNet at batch 16.
+# Larger ones would raise a step's peak memory more than a second im2col costs.
+KEEP_COLUMNS = 1 << 24
+
 # How many neighbouring threads share a row in the row reductions (sum_rows,
 # softmax_partials): a warp's 32 threads then read 32 neighbouring numbers at once.
 ROW_SPLIT = 32
@@ -116,7 +122,9 @@ class KernelBackend(Backend):
         oh, ow = output_size(h, kh, sh, (top, bottom), dh), output_size(wd, kw, sw, (left, right), dw)
         return (c, h, wd, kh, kw, sh, sw, top, left, dh, dw, oh, ow)
 
-    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation, keep=None):
+        """The interface's conv2d_forward; ``keep``, a dict, receives the im2col columns ("cols")
+        for conv2d_backward when they are small enough to keep (KEEP_COLUMNS)."""
         op = "conv2d"
         x = self._array(op, "x", x)
         w = self._array(op, "weight", w, x.dtype)
@@ -130,18 +138,24 @@ class KernelBackend(Backend):
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
         wg = w.reshape(g, og, k)
         step = self._chunk(n, c * kh * kw * L)
+        keeping = keep is not None and step >= n and c * kh * kw * n * L <= KEEP_COLUMNS
         # a chunk of images at a time: im2col, one GEMM per group (batched), back to NCHW with the bias
         for n0 in range(0, n, step):
             nc = min(step, n - n0)
-            cols = self._workspace("cols", (g, k, nc * L), x.dtype)        # rows (c, ki, kj), columns (n, oy, ox)
-            run("im2col", c * nc * L, x[n0:n0 + nc], cols, nc, *geometry)
+            shape = (g, k, nc * L)                                         # rows (c, ki, kj), columns (n, oy, ox)
+            cols = xp.empty(shape, dtype=x.dtype) if keeping else self._workspace("cols", shape, x.dtype)
+            run("im2col", c * kh * kw * nc * oh, x[n0:n0 + nc], cols, nc, *geometry)   # one row per (c, ki, kj, n, oy)
             y_side = self._workspace("y_side", (g, og, nc * L), x.dtype)
             self.loader.gemm(wg, cols, y_side, False, False)               # y_g = w_g @ cols_g
-            run("side_by_side_to_nchw", nc * o * L, y_side, b, y[n0:n0 + nc], nc, o, L)
+            run("side_by_side_to_nchw", nc * o, y_side, b, y[n0:n0 + nc], nc, o, L)     # one row per (n, o)
+        if keeping:
+            keep["cols"] = cols
         return y
 
     def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True,
-                        need_db=True):
+                        need_db=True, kept=None):
+        """The interface's conv2d_backward; ``kept``: the dict conv2d_forward filled (its "cols", if
+        any, are im2col(x) of the whole batch, so the weight gradient needs no im2col here)."""
         op = "conv2d backward"
         x = self._array(op, "x", x)
         w = self._array(op, "weight", w, x.dtype)
@@ -162,21 +176,24 @@ class KernelBackend(Backend):
         for n0 in range(0, n if (need_dx or need_dw) else 0, step):
             nc = min(step, n - n0)
             dy_side = self._workspace("dy_side", (g, og, nc * L), x.dtype)     # dy with the batch side by side
-            run("nchw_to_side_by_side", o * nc * L, dy[n0:n0 + nc], dy_side, nc, o, L)
+            run("nchw_to_side_by_side", o * nc, dy[n0:n0 + nc], dy_side, nc, o, L)
             cols = self._workspace("cols", (g, k, nc * L), x.dtype)
             if need_dw:
                 # backward weights: dw_g^T (k, og) = cols_g (k, N*L) @ dy_g^T (N*L, og). The transposed
                 # product is the same numbers (the long N*L side is summed over either way), but
                 # multi-threaded OpenBLAS ran dy_g @ cols_g^T many times slower on some of these shapes
-                run("im2col", c * nc * L, x[n0:n0 + nc], cols, nc, *geometry)
+                columns = (kept or {}).get("cols")
+                if columns is None:
+                    columns = cols
+                    run("im2col", c * kh * kw * nc * oh, x[n0:n0 + nc], columns, nc, *geometry)
                 part = dw_t if n0 == 0 else self._workspace("dw_part", dw_t.shape, x.dtype)
-                gemm(cols, dy_side, part, False, True)
+                gemm(columns, dy_side, part, False, True)
                 if part is not dw_t:
                     dw_t += part
             if need_dx:
                 # backward data: dcols_g (k, N*L) = w_g^T (k, og) @ dy_g (og, N*L), then col2im
                 gemm(wg, dy_side, cols, True, False)
-                run("col2im", nc * c * h * wd, cols, dx[n0:n0 + nc], nc, *geometry)
+                run("col2im", nc * c * h, cols, dx[n0:n0 + nc], nc, *geometry)        # one row per (n, c, y)
         dw = None if dw_t is None else xp.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w.shape)
         if need_db:
             db = self._bias_grad(dy.reshape(n, o, L))
@@ -243,8 +260,9 @@ class KernelBackend(Backend):
         out = pool_output_shape(x.shape, kernel, stride, padding, ceil_mode)
         y = self.xp.empty(x.shape[:2] + out, dtype=x.dtype)
         argmax = self.xp.empty(y.shape, dtype=np.int64)
-        self.loader.run("max_pool_forward", y.size, x, y, argmax, *self._pool_geometry(x.shape, kernel, stride,
-                                                                                       padding, out))
+        # one row per output row (n, c, oy)
+        self.loader.run("max_pool_forward", x.shape[0] * x.shape[1] * out[0], x, y, argmax,
+                        *self._pool_geometry(x.shape, kernel, stride, padding, out))
         return y, argmax
 
     def max_pool2d_backward(self, dy, argmax, x_shape, kernel, stride, padding):
@@ -253,7 +271,8 @@ class KernelBackend(Backend):
         argmax = self._array(op, "argmax", argmax, integer=True)
         dx = self.xp.empty(tuple(x_shape), dtype=dy.dtype)
         geo = self._pool_geometry(x_shape, kernel, stride, padding, dy.shape[2:])
-        self.loader.run("max_pool_backward", dx.size, dy, argmax, dx, *geo)
+        rows = x_shape[0] * x_shape[1] * x_shape[2]                 # one per input row (n, c, y)
+        self.loader.run("max_pool_backward", rows, dy, argmax, dx, *geo)
         return dx
 
     def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
@@ -281,7 +300,8 @@ class KernelBackend(Backend):
         scale = self.xp.empty_like(x)
         n, c = x.shape[:2]
         hw = x.size // max(1, n * c)
-        self.loader.run("lrn_forward", x.size, x, y, scale, c, hw, int(size), float(alpha), float(beta), float(k))
+        # one row per plane (n, c)
+        self.loader.run("lrn_forward", n * c, x, y, scale, c, hw, int(size), float(alpha), float(beta), float(k))
         return y, scale
 
     def lrn_backward(self, x, y, scale, dy, size, alpha, beta, k):
@@ -293,7 +313,7 @@ class KernelBackend(Backend):
         dx = self.xp.empty_like(x)
         n, c = x.shape[:2]
         hw = x.size // max(1, n * c)
-        self.loader.run("lrn_backward", x.size, x, y, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
+        self.loader.run("lrn_backward", n * c, x, y, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
         return dx
 
     # ------------------------------------------------------------------ batch normalization
