@@ -73,6 +73,38 @@ def test_conv_forward_runs_im2col_then_the_gemm_and_conv1_backward_skips_col2im(
 
 
 @needs_host
+def test_the_forward_columns_serve_the_weight_gradient_unless_too_large(cpu_backend, monkeypatch):
+    from minicnn.backends import kernels
+    cpu_backend("kernels")
+    model = tiny_net()
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    t = traced_step(model)
+    for conv in ("0", "2"):          # small columns: kept by forward, so backward runs no im2col
+        assert "im2col" not in [r["kernel"] for r in launches_of(t, conv, "backward")]
+    kept = {k: v.copy() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(kernels, "KEEP_COLUMNS", 0)       # nothing small enough: computed again
+    model.load_state_dict(state)
+    t = traced_step(model)
+    for conv in ("0", "2"):
+        assert "im2col" in [r["kernel"] for r in launches_of(t, conv, "backward")]
+    for name, value in model.state_dict().items():        # the same step, bit for bit
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)
+
+
+@needs_host
+def test_inference_and_frozen_layers_keep_no_columns(cpu_backend):
+    cpu_backend("kernels")
+    x = mc.Tensor(np.ones((1, 2, 5, 5), np.float32))
+    w = mc.Tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True)
+    with mc.no_grad():
+        assert mc.functional.conv2d(x, w).grad_fn is None
+    frozen = mc.functional.conv2d(mc.Tensor(x.data, requires_grad=True), mc.Tensor(w.data))
+    assert frozen.grad_fn.saved_tensors[2] is None        # no weight gradient: no columns kept
+    trained = mc.functional.conv2d(x, w)
+    assert trained.grad_fn.saved_tensors[2]["cols"].shape == (1, 2 * 3 * 3, 9)
+
+
+@needs_host
 def test_gemm_flops_are_2mnk_of_the_conv_shape(cpu_backend):
     cpu_backend("kernels")
     t = traced_step()

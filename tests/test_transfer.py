@@ -32,9 +32,9 @@ def conv_calls(monkeypatch):
     backend = backends.for_array(np.zeros(1, np.float32))
     calls, original = [], backend.conv2d_backward
 
-    def recording(x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True, need_db=True):
+    def recording(x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True, need_db=True, kept=None):
         calls.append((w.shape, need_dx, need_dw))
-        return original(x, w, dy, stride, padding, groups, dilation, need_dx, need_dw, need_db)
+        return original(x, w, dy, stride, padding, groups, dilation, need_dx, need_dw, need_db, kept)
 
     monkeypatch.setattr(backend, "conv2d_backward", recording)
     return calls

@@ -31,16 +31,18 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ convolution and linear
     @abc.abstractmethod
-    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation, keep=None):
         """x: (N, C, H, W), w: (O, C/groups, kH, kW), b: (O,) or None -> y: (N, O, OH, OW).
 
         stride (sh, sw), padding (top, bottom, left, right), dilation (dh, dw):
         y[n, o, oy, ox] = b[o] + sum over c, i, j of w[o, c, i, j] x[n, c, oy*sh - top + i*dh, ox*sw - left + j*dw]
         (c over o's group; outside the image x reads 0), and
-        OH = floor((H + top + bottom - dh*(kH-1) - 1) / sh) + 1, OW alike."""
+        OH = floor((H + top + bottom - dh*(kH-1) - 1) / sh) + 1, OW alike.
+        keep: None, or a dict in which the backend may leave what its conv2d_backward can reuse
+        (the kernels keep their im2col columns); the op hands it back as ``kept``."""
 
     @abc.abstractmethod
-    def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx, need_dw, need_db):
+    def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx, need_dw, need_db, kept=None):
         """-> (dx, dw, db), None for each gradient not needed; the arguments as conv2d_forward's."""
 
     @abc.abstractmethod

@@ -93,12 +93,13 @@ class ReferenceBackend(Backend):
     device = "cpu"
 
     # ------------------------------------------------------------------ convolution
-    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation):
+    def conv2d_forward(self, x, w, b, stride, padding, groups, dilation, keep=None):
         """y[n, o, oy, ox] = sum over c, i, j of w[o, c, i, j] * x[n, c, oy*sh - top + i*dh, ox*sw - left + j*dw]
         + b[o], the sum over c running over o's group (cross-correlation; padding reads 0).
 
         With cols = im2col(x) (rows (c, i, j), columns (n, oy, ox)), each group g is one
         GEMM over the whole batch: y_g (O/g, N*OH*OW) = w_g (O/g, C/g*kh*kw) @ cols_g (C/g*kh*kw, N*OH*OW).
+        (keep: unused; the reference computes cols again in backward, the plainer way.)
         """
         n, o = x.shape[0], w.shape[0]
         kh, kw = w.shape[2:]
@@ -112,7 +113,7 @@ class ReferenceBackend(Backend):
         return y
 
     def conv2d_backward(self, x, w, dy, stride, padding, groups, dilation, need_dx=True, need_dw=True,
-                        need_db=True):
+                        need_db=True, kept=None):
         """Gradients of conv2d, per group g, with the batch side by side as in forward
         (dy_g: (O/g, N*OH*OW), dy's channels of group g with the batch laid out as cols' columns):
 

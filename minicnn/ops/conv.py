@@ -55,16 +55,21 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, groups, dilation):
         ctx.backend = backends.for_array(x)
-        ctx.save_for_backward(x, weight)
         ctx.stride, ctx.padding, ctx.groups, ctx.dilation = stride, padding, groups, dilation
-        return ctx.backend.conv2d_forward(x, weight, bias, stride, padding, groups, dilation)
+        # what the backend keeps for the weight gradient (the kernels' im2col columns, when small),
+        # saved with x and the weight so that it is freed with them after backward; only when
+        # that gradient will be computed, so that inference and frozen layers keep nothing
+        kept = {} if ctx.needs_input_grad[1] else None
+        y = ctx.backend.conv2d_forward(x, weight, bias, stride, padding, groups, dilation, keep=kept)
+        ctx.save_for_backward(x, weight, kept)
+        return y
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, weight = ctx.saved_tensors
+        x, weight, kept = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx, dw, db = ctx.backend.conv2d_backward(x, weight, grad_output, ctx.stride, ctx.padding, ctx.groups,
-                                                 ctx.dilation, need_x, need_w, need_b)
+                                                 ctx.dilation, need_x, need_w, need_b, kept=kept)
         return dx, dw, db, None, None, None, None
 
 
