@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import naive
 from .backends.reference import ReferenceBackend
-from .backends.cuda import csrc_dir
+from .backends.sources import csrc_dir
 
 PACKAGE = Path(__file__).resolve().parent
 
