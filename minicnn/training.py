@@ -178,7 +178,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
 
     gives the same result as a run that never stopped.
 
-    Data parallel (mpiexec; see minicnn/distributed.py): with a training loader
+    Data parallel (mpiexec; see minicnn/distributed/): with a training loader
     sharded over the ranks, every rank starts from rank 0's weights, runs its slice
     of each batch, and averages the gradients over the global batch before the step;
     the reported metrics are the global batch's, and only rank 0 prints and writes

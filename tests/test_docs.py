@@ -176,12 +176,12 @@ def test_minicnn_commands_parse_as_written():
         if python is None:
             continue
         argv = minicnn_argv(python.replace(CHECKPOINT, "x.npz"))
-        if argv[0] == "transfer":
-            from minicnn import transfer_demo
-            if "--help" not in argv:
-                transfer_demo._parse(argv[1:], digit_labels=__import__("numpy").repeat(range(10), 50))
-        elif "--help" not in argv:
-            cli.build_parser().parse_args(argv)
+        if "--help" in argv:
+            continue
+        args = cli.build_parser().parse_args(argv)
+        if argv[0] == "transfer":   # its options are also checked against the digits' labels
+            from minicnn.cli import transfer_demo
+            transfer_demo.check_options(args, digit_labels=__import__("numpy").repeat(range(10), 50))
 
 
 def test_the_main_job_small_and_its_evaluate_commands(digits_run, capsys):
