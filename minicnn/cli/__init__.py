@@ -45,7 +45,7 @@ def build_parser():
     train.add_train_parser(commands, common)
     train.add_evaluate_parser(commands, common)
     tools.add_summary_parser(commands, common)
-    transfer_demo.add_parser(commands, common)
+    transfer_demo.add_transfer_parser(commands, common)
     tools.add_export_parser(commands, common)
     tools.add_graph_parser(commands, common)
     tools.add_trace_parser(commands, common)

@@ -42,7 +42,7 @@ FACE_NAMES = ["non-face", "face"]                      # the classes 0, 1 of the
 FACES_PER_CLASS = 100                                  # lfw_subset: 100 faces, 100 non-faces
 
 
-def add_parser(commands, common):
+def add_transfer_parser(commands, common):
     """The command `transfer`: its options; transfer_command checks them against the data."""
     p = commands.add_parser("transfer", parents=[common], formatter_class=HelpFormatter, description=__doc__,
                             help="transfer learning from few examples (its own options: transfer --help)")
