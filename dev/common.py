@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))          # minicnn from this checkout, without installing
 
 from minicnn.backends import host  # noqa: E402
+from minicnn.backends.sources import host_compile_flags  # noqa: E402
 
 BUILD = ROOT / "dev" / "build"
 
@@ -77,7 +78,7 @@ def variant_loader(header, kernels, args):
 
 
 def build_host_module(header, kernels):
-    """Compile ``header``'s ``kernels`` for the CPU, as minicnn._host is (setup.py's flags), and import the module."""
+    """Compile ``header``'s ``kernels`` for the CPU with minicnn._host's flags (backends/sources.py), and import the module."""
     import pybind11
 
     header = Path(header).resolve()
@@ -92,8 +93,7 @@ def build_host_module(header, kernels):
         binding.write_text(f'#include "host_launch.h"\n#include "{header}"\n\n'
                            f"PYBIND11_MODULE({name}, m) {{\n{binds}\n    def_launch_settings(m);\n}}\n")
         compiler = os.environ.get("CXX") or shutil.which("c++") or "g++"
-        command = [compiler, "-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno",
-                   "-shared", "-fPIC", "-I" + str(ROOT / "csrc"),
+        command = [compiler, *host_compile_flags(), "-shared", "-fPIC", "-I" + str(ROOT / "csrc"),
                    "-I" + str(ROOT / "src"), "-I" + pybind11.get_include(), "-I" + sysconfig.get_paths()["include"],
                    str(binding), "-o", str(library)]
         print(f"compiling {header.name} for the CPU ...", flush=True)

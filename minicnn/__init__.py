@@ -14,7 +14,8 @@ from .explain import explain
 from .trace import trace
 from .gradcheck import gradcheck
 from . import optim, data, distributed
-from .training import fit, evaluate, History
+from .training import fit, evaluate
+from .history import History
 from .checkpoint import save, load
 from . import transfer, weights
 from . import onnx

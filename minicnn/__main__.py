@@ -1,4 +1,4 @@
-"""python -m minicnn: see minicnn/cli.py."""
+"""python -m minicnn: see minicnn/cli/."""
 
 import sys
 

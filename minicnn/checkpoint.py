@@ -22,7 +22,7 @@ import numpy as np
 
 from . import device as _device
 from . import random as _random
-from .training import History
+from .history import History
 
 FORMAT = "minicnn-checkpoint"
 VERSION = 1

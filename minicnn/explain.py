@@ -15,22 +15,24 @@ from pathlib import Path
 
 from . import naive
 from .backends.reference import ReferenceBackend
-from .backends.cuda import csrc_dir
+from .backends.sources import csrc_dir
 
 PACKAGE = Path(__file__).resolve().parent
 
-# name: (formula, derivative, naive functions, reference methods, kernels, page)
+# name: (formula, derivative, naive functions, reference methods, kernels, page). The kernels are
+# those the op launches, forward then backward, in the order they run; tests/test_explain.py
+# traces each op (mc.trace) on every kernel backend and holds this list to what it launched.
 OPS = {
     "conv2d": (
         "y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] x[n, g*C/G + c, i*s + u*d - p, j*s + v*d - p]\n"
         "(cross-correlation per group g; as GEMMs: y_g = w_g @ im2col(x)_g)",
         "dw_g = dy_g @ cols_g^T;   dcols_g = w_g^T @ dy_g, dx = col2im(dcols);   db[o] = sum_{n,i,j} dy[n,o,i,j]",
-        ["conv2d"], ["conv2d_forward", "conv2d_backward"], ["im2col", "col2im", "bias_forward", "sum_rows"],
-        "conv2d.md"),
+        ["conv2d"], ["conv2d_forward", "conv2d_backward"],
+        ["im2col", "side_by_side_to_nchw", "nchw_to_side_by_side", "col2im", "sum_rows", "sum_cols"], "conv2d.md"),
     "linear": (
         "y = x w^T + b,   x: (N, in), w: (out, in)",
         "dx = dy w;   dw = dy^T x;   db = sum_n dy[n]",
-        ["linear"], ["linear_forward", "linear_backward"], ["bias_forward", "sum_rows"], "linear.md"),
+        ["linear"], ["linear_forward", "linear_backward"], ["bias_forward", "sum_rows", "sum_cols"], "linear.md"),
     "max_pool2d": (
         "y[n,c,i,j] = max over the window (i*s - p .. i*s - p + k) of x[n,c]; ties: the first in row-major order",
         "dx = dy at each window's winner (argmax), 0 elsewhere; a pixel winning two windows gets both",
@@ -60,7 +62,8 @@ OPS = {
         "dz[n] = (softmax(z[n]) - onehot(label[n])) / N",
         ["cross_entropy", "softmax", "log_softmax"],
         ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
-        ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"], "cross_entropy.md"),
+        ["softmax_partials", "softmax_cross_entropy_forward", "softmax_probs", "sum_rows", "mean_forward",
+         "softmax_cross_entropy_backward"], "cross_entropy.md"),
     "sgd": (
         "g = grad + weight_decay * w;   v = momentum * v + g;   w -= lr * (v, or g + momentum * v with Nesterov)",
         "(an update, not an op: it has no derivative)",

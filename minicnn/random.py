@@ -5,7 +5,7 @@ seed from this generator. So after ``mc.manual_seed(s)`` the CPU and the GPU
 draw the same masks, and a whole training step can be compared across devices.
 
 The element index is the element's place in the *global* batch: in data-parallel
-training (minicnn/distributed.py) a rank holds a slice of it, starting at sample
+training (minicnn/distributed/) a rank holds a slice of it, starting at sample
 ``first_sample``, and numbers its elements from first_sample * (elements per
 sample). So two ranks draw, between them, exactly the mask one process draws.
 """

@@ -4,7 +4,6 @@ conv1_filters: the first convolution's kernels as a grid of small images
 (Figure 3: AlexNet's 96 11x11x3 kernels show oriented edges and colour blobs).
 top5_predictions: a few test images, each with a bar chart of the network's
 five most probable classes (Figure 4, left).
-transfer_errors: test error per way of transferring, with the spread over draws.
 """
 
 import numpy as np
@@ -13,7 +12,8 @@ from . import functional as F
 from .tensor import Tensor, no_grad
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot, set to draw to files."""
     import matplotlib
     matplotlib.use("Agg")  # draw to files; no display needed
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def conv1_filters(model, path, columns=None, epochs=None, initial=None):
     training moved the kernels little from a random start (small digits, few epochs),
     the first grid still looks like its random start and the second shows what was learned.
     """
-    plt = _pyplot()
+    plt = pyplot()
     name, weight = first_conv(model)
     panels = [(weight, f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}"
                        + (f", after {epochs} epoch{'s' * (epochs != 1)} of training" if epochs is not None else ""))]
@@ -134,7 +134,7 @@ def top5_predictions(model, images, labels, class_names, path, title=None):
     The true class's bar is red (the paper's figure); when it is not among the five,
     a sixth bar below a gap shows it with its probability and rank.
     """
-    plt = _pyplot()
+    plt = pyplot()
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"top5_predictions expects images of shape (N, C, H, W), got {images.shape}")
@@ -166,37 +166,6 @@ def top5_predictions(model, images, labels, class_names, path, title=None):
         axes[1, i].tick_params(axis="x", labelsize=7)
     fig.suptitle(title or "test images: true and predicted class, the five most probable classes "
                  "(true class in red)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def transfer_errors(tasks, path):
-    """Save a bar chart of test error per way of transferring, one panel per task.
-
-    tasks: {task title: {way: [test error of each draw, fractions]}}. A bar is the
-    mean over draws, its line the range (lowest to highest draw), its dots the draws.
-    """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    rng = np.random.default_rng(0)  # horizontal jitter of the dots, the same every time
-    for ax, (task, ways) in zip(axes[0], tasks.items()):
-        names = list(ways)
-        for x, name in enumerate(names):
-            errors = 100 * np.asarray(ways[name], dtype=np.float64)
-            ax.bar(x, errors.mean(), color="tab:blue", alpha=0.6)
-            ax.vlines(x, errors.min(), errors.max(), color="black")
-            ax.plot(x + rng.uniform(-0.15, 0.15, len(errors)), errors, "k.", markersize=4)
-            ax.annotate(f"{errors.mean():.1f}%", (x, errors.max()), textcoords="offset points", xytext=(0, 4),
-                        ha="center", fontsize=8)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, fontsize=8, rotation=15)
-        ax.set_ylabel("test error (%)")
-        ax.set_ylim(bottom=0)
-        ax.set_title(task, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("test error per way of learning from few examples: mean (bar), range and draws (dots)",
-                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -147,7 +147,7 @@ def install_numpy_gpu():
     _device._on_cpu = lambda a: isinstance(a, (np.ndarray, np.generic)) and not isinstance(a, DeviceArray)
     cuda._backends = {"rawkernel": kernels.KernelBackend(loader, "cuda")}
     mc.backends._cuda_loader = "rawkernel"
-    distributed.nccl_module = lambda: MPIBackedNccl
+    distributed.communicators.nccl_module = lambda: MPIBackedNccl
     distributed.NCCLCommunicator.pointer = staticmethod(lambda a: a.ctypes.data)
     return DeviceArray
 

@@ -23,8 +23,8 @@ R = backends.reference_backend()
 
 # --------------------------------------------------------------------------- the kernel list, the switches
 def test_every_kernel_is_known_to_the_cuda_loaders():
-    """cuda.kernel_names() (what NVRTC instantiates) lists exactly the kernels minicnn._host binds."""
-    from minicnn.backends.cuda import kernel_names
+    """sources.kernel_names() (what NVRTC instantiates) lists exactly the kernels minicnn._host binds."""
+    from minicnn.backends.sources import kernel_names
     bound = {name.rsplit("_", 1)[0] for name in dir(host_module()) if name.endswith("_float32")}
     assert bound == set(kernel_names())
 
@@ -86,7 +86,7 @@ def test_the_fake_rawkernel_backend_launches_every_kernel(monkeypatch):
     """The small network, a BatchNorm and loss step and the two optimizers use every kernel of csrc/,
     so the cases above run each kernel's launch (argument types included) through the RawKernel
     loader's Python side."""
-    from minicnn.backends.cuda import kernel_names
+    from minicnn.backends.sources import kernel_names
     FakeRawModule.launched.clear()
     with backend_selected("fake-rawkernel", monkeypatch) as fake:
         _small_net_step(fake, np.float32)

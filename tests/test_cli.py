@@ -213,8 +213,8 @@ def test_export_writes_the_trained_network_that_onnxruntime_runs(tmp_path, capsy
     checkpoint = str(tmp_path / "run" / "checkpoint.npz")
     code, out, _ = run(capsys, "export", checkpoint, str(tmp_path / "model.onnx"))
     assert code == 0 and "alexnet_small for 1x24x24 inputs" in out
-    state, extra = cli.read_run_checkpoint(checkpoint)
-    model = cli.model_of_run(checkpoint, extra).eval()
+    state, extra = cli.train.read_run_checkpoint(checkpoint)
+    model = cli.train.model_of_run(checkpoint, extra).eval()
     images = np.random.default_rng(0).standard_normal((5, 1, 24, 24)).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     with mc.no_grad():

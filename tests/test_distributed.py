@@ -1,4 +1,4 @@
-"""Beyond one device (minicnn/distributed.py): data parallel over MPI and NCCL, the paper's towers.
+"""Beyond one device (minicnn/distributed/): data parallel over MPI and NCCL, the paper's towers.
 
 Under ``mpiexec -n 2`` (tests/distributed_worker.py runs the ranks; the launches are few and
 the model small, a float64 alexnet_small on 16x16 crops, so CI pays seconds):
@@ -238,7 +238,7 @@ def test_sharding_arguments_are_checked():
 def test_outside_mpiexec_init_gives_one_process(monkeypatch):
     for name in distributed.LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(distributed, "_world", distributed.World())
+    monkeypatch.setattr(distributed.job, "_world", distributed.World())
     world = distributed.init()
     assert (world.rank, world.size, world.is_main, world.mpi) == (0, 1, True, None)
     assert distributed.world() is world
@@ -251,7 +251,7 @@ def test_outside_mpiexec_init_gives_one_process(monkeypatch):
 def two_rank_world(monkeypatch, rank=0):
     """A World that says it has two ranks; fine for what is refused before any message is sent."""
     world = distributed.World(rank=rank, size=2)
-    monkeypatch.setattr(distributed, "_world", world)
+    monkeypatch.setattr(distributed.job, "_world", world)
     return world
 
 
@@ -296,5 +296,5 @@ def test_channel_dropout_of_a_slice_of_the_batch_is_the_slice_of_the_batch_mask(
 def test_gradient_buckets_keep_one_dtype_and_about_the_size_asked():
     params = [mc.Parameter(np.zeros(n, dtype=t)) for n, t in
               [(100, np.float32), (100, np.float32), (300, np.float32), (10, np.float64), (10, np.float32)]]
-    sizes = [[p.data.size for p in bucket] for bucket in distributed._buckets(params, bucket_bytes=1000)]
+    sizes = [[p.data.size for p in bucket] for bucket in distributed.data_parallel._buckets(params, bucket_bytes=1000)]
     assert sizes == [[100, 100], [300], [10], [10]]

@@ -5,9 +5,11 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import minicnn as mc
+import minicnn.functional as F
 
 explain_module = importlib.import_module("minicnn.explain")   # mc.explain is the function
 
@@ -30,6 +32,48 @@ def test_explain_names_files_that_exist_at_those_lines(op):
         else:
             assert re.match(rf"\s*def\s+{short}\s*\(", source), (path, line, source)
     assert "forward:" in text and "backward:" in text
+
+
+# --------------------------------------------------------------------------- the kernels, as a trace sees them
+def _run_once(op, backend):
+    """``op`` once on a tiny input of ``backend``'s device: forward and backward (an update: one step)."""
+    rng = np.random.default_rng(0)
+
+    def tensor(*shape):
+        return backend.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+
+    def forward_backward(y):
+        y.backward(backend.array(np.ones(y.shape, np.float32)))
+
+    labels = np.array([0, 1, 2, 3])
+    if op in ("sgd", "adam"):
+        p = mc.Parameter(backend.array(rng.standard_normal(5).astype(np.float32)))
+        p.grad = backend.array(np.ones(5, np.float32))
+        optimizer = mc.optim.SGD([p], lr=0.1, momentum=0.9) if op == "sgd" else mc.optim.Adam([p])
+        return optimizer.step()
+    runs = {
+        "conv2d": lambda: forward_backward(F.conv2d(tensor(2, 4, 5, 5), tensor(6, 2, 3, 3), tensor(6), padding=1,
+                                                    groups=2)),
+        "linear": lambda: forward_backward(F.linear(tensor(3, 4), tensor(5, 4), tensor(5))),
+        "max_pool2d": lambda: forward_backward(F.max_pool2d(tensor(2, 3, 6, 6), 3, 2)),
+        "avg_pool2d": lambda: forward_backward(F.avg_pool2d(tensor(2, 3, 6, 6), 3, 2)),
+        "local_response_norm": lambda: forward_backward(F.local_response_norm(tensor(2, 6, 3, 3))),
+        "relu": lambda: forward_backward(F.relu(tensor(2, 3))),
+        "dropout": lambda: forward_backward(F.dropout(tensor(2, 3), 0.5)),
+        "cross_entropy": lambda: F.cross_entropy(tensor(4, 5), backend.array(labels)).backward(),
+    }
+    runs[op]()
+
+
+@pytest.mark.parametrize("op", sorted(explain_module.OPS))
+def test_the_kernels_explain_lists_are_those_the_op_launches(op, kernel_backend):
+    """explain's kernels of each op are what mc.trace sees it launch (GEMMs aside), on every kernel backend."""
+    with mc.trace() as trace:
+        _run_once(op, kernel_backend)
+    launched = [r["kernel"] for r in trace.records if r["kind"] == "launch" and r["kernel"] != "gemm"]
+    assert launched, f"{op} launched no kernel on {kernel_backend.name}"
+    in_order = list(dict.fromkeys(launched))        # each kernel once, where it first ran
+    assert explain_module.OPS[op][4] == in_order, f"explain.py's kernels of {op}: {in_order}"
 
 
 def test_aliases_and_unknown_names():

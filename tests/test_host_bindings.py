@@ -13,7 +13,7 @@ import pytest
 
 _host = pytest.importorskip("minicnn._host", reason="minicnn._host is not built (pip install -e .)")
 
-from minicnn.backends.cuda import kernel_names  # noqa: E402
+from minicnn.backends.sources import kernel_names  # noqa: E402
 
 
 def f(n):

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from minicnn.backends.cuda import CTYPES, csrc_dir, cuda_math_flags, kernel_names, kernel_source, nvrtc_options
+from minicnn.backends.cuda import CTYPES, kernel_source
+from minicnn.backends.sources import csrc_dir, cuda_math_flags, kernel_names, nvrtc_options
 
 KERNELS = kernel_names()
 

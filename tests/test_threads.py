@@ -27,7 +27,7 @@ _host = pytest.importorskip("minicnn._host", reason="minicnn._host is not built 
 
 import minicnn as mc  # noqa: E402
 from minicnn import backends, random as mc_random  # noqa: E402
-from minicnn.backends.cuda import kernel_names  # noqa: E402
+from minicnn.backends.sources import kernel_names  # noqa: E402
 from minicnn.backends.host import available_cores  # noqa: E402
 from minicnn.shapes import output_size  # noqa: E402
 

@@ -203,9 +203,10 @@ def test_pick_examples_includes_mistakes_when_there_are_some():
 
 
 def test_transfer_picture(tmp_path):
+    from minicnn.cli.transfer_demo import transfer_errors
     path = tmp_path / "transfer.png"
-    visualize.transfer_errors({"digits": {"frozen": [0.1, 0.2], "scratch": [0.4, 0.5]},
-                               "faces": {"frozen": [0.3, 0.2], "scratch": [0.3, 0.35]}}, str(path))
+    transfer_errors({"digits": {"frozen": [0.1, 0.2], "scratch": [0.4, 0.5]},
+                    "faces": {"frozen": [0.3, 0.2], "scratch": [0.3, 0.35]}}, str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -191,8 +191,17 @@ def test_one_logit_head_trains_with_fit_and_evaluate():
     assert evaluation.loss == pytest.approx(transfer.binary_cross_entropy_loss(mc.Tensor(logits), y).item(), rel=1e-5)
 
 
+def parse_transfer_options(argv, digit_labels):
+    """The options of `python -m minicnn transfer ARGV`, checked against the digits' labels as the command does."""
+    from minicnn import cli
+    from minicnn.cli import transfer_demo
+    args = cli.build_parser().parse_args(["transfer", *argv])
+    transfer_demo.check_options(args, digit_labels)
+    return args
+
+
 def test_demo_pieces(capsys):
-    from minicnn import transfer_demo
+    from minicnn.cli import transfer_demo
     labels = np.repeat(np.arange(3), 4)
     names = ["cat", "dog", "cow"]
     picked = transfer_demo._few_shots(labels, 2, np.random.default_rng(0), names)
@@ -203,17 +212,17 @@ def test_demo_pieces(capsys):
     digits = np.r_[digits[digits != 7], np.full(27, 7)]   # the digit 7 has the fewest examples: 27
     for bad in (["--shots", "0"], ["--cut", "fc6"], ["--cut", "relu2", "--fine-tune-from", "conv3"]):
         with pytest.raises(SystemExit):
-            transfer_demo._parse(bad, digits)
+            parse_transfer_options(bad, digits)
     capsys.readouterr()
     # checked before any pretraining, naming the class by its name (class 2 of the task is the digit 7)
     with pytest.raises(SystemExit):
-        transfer_demo._parse(["--shots", "28"], digits)
+        parse_transfer_options(["--shots", "28"], digits)
     assert "--shots 28: digit 7 has only 27 training examples; use --shots 27 or less" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        transfer_demo._parse(["--face-shots", "100"], digits)
+        parse_transfer_options(["--face-shots", "100"], digits)
     assert "--face-shots 100" in capsys.readouterr().err
-    assert transfer_demo._parse(["--shots", "27"], digits).shots == 27
-    assert transfer_demo._parse(["--cut", "pool5", "--fine-tune-from", "head"], digits).cut == "pool5"
+    assert parse_transfer_options(["--shots", "27"], digits).shots == 27
+    assert parse_transfer_options(["--cut", "pool5", "--fine-tune-from", "head"], digits).cut == "pool5"
     model = transfer_demo.he_init(mc.models.alexnet_small())
     assert abs(model.conv3.weight.data.std() - np.sqrt(2 / (64 * 9))) < 0.01 and not model.fc6.bias.data.any()
 

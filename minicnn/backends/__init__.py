@@ -22,11 +22,12 @@ import os
 import warnings
 
 from .. import device as _device
+from . import cuda          # the loaders' names; CuPy itself is imported when a loader is made
 from .base import Backend  # noqa: F401 (the interface, for readers and type hints)
 from .reference import ReferenceBackend
 
 CPU_BACKENDS = ("reference", "kernels")
-CUDA_LOADERS = ("rawkernel", "pybind11")
+CUDA_LOADERS = tuple(cuda.LOADERS)      # each loader class's own name: "rawkernel", "pybind11"
 
 
 def _checked(value, allowed, what):
@@ -48,7 +49,8 @@ def _default_cpu_backend():
 
 _cpu_backend = _checked(os.environ.get("MINICNN_CPU_BACKEND") or _default_cpu_backend(), CPU_BACKENDS,
                         "MINICNN_CPU_BACKEND")
-_cuda_loader = _checked(os.environ.get("MINICNN_CUDA_LOADER", "rawkernel"), CUDA_LOADERS, "MINICNN_CUDA_LOADER")
+_cuda_loader = _checked(os.environ.get("MINICNN_CUDA_LOADER", cuda.RawKernelLoader.name), CUDA_LOADERS,
+                        "MINICNN_CUDA_LOADER")
 _reference = ReferenceBackend()
 
 
@@ -109,7 +111,6 @@ def host_backend():
 
 def cuda_backend(loader=None):
     """The csrc kernels on the GPU through ``loader`` (default: the current one); needs CuPy."""
-    from . import cuda
     return cuda.backend(loader or _cuda_loader)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .kernels import KernelBackend, float_dtype_of
+from .sources import csrc_define, csrc_dir, kernel_names, nvrtc_options
 
 # each kernel is instantiated for float and double
 CTYPES = {"float32": "float", "float64": "double"}
@@ -40,48 +41,6 @@ def _cupy():
 
 
 # --------------------------------------------------------------------------- kernel sources
-def csrc_dir():
-    """Where the kernel sources are: shipped inside the package by setup.py
-    (minicnn/csrc, for a regular install), or the repository's csrc/ (editable install)."""
-    here = Path(__file__).resolve().parent.parent          # .../minicnn
-    for candidate in (here / "csrc", here.parent / "csrc"):
-        if (candidate / "kernels.cuh").is_file():
-            return candidate
-    raise RuntimeError(f"cannot find the CUDA kernel sources (kernels.cuh) in {here / 'csrc'} "
-                       f"or {here.parent / 'csrc'}; reinstall minicnn")
-
-
-def kernel_names():
-    """Every kernel of csrc/, as listed once in the MC_FOR_EACH_KERNEL macro of kernels.cuh."""
-    text = (csrc_dir() / "kernels.cuh").read_text()
-    macro = text[text.index("#define MC_FOR_EACH_KERNEL"):]
-    macro = macro[:macro.index("\n\n")] if "\n\n" in macro else macro
-    return tuple(re.findall(r"X\((\w+)\)", macro))
-
-
-def csrc_define(name):
-    """The integer value of ``#define name value`` in csrc/common.cuh (the launch shape)."""
-    match = re.search(rf"^#define\s+{name}\s+(\d+)", (csrc_dir() / "common.cuh").read_text(), re.M)
-    if match is None:
-        raise RuntimeError(f"csrc/common.cuh defines no {name}")
-    return int(match.group(1))
-
-
-def cuda_math_flags():
-    """The floating-point flags both GPU builds compile with (MC_CUDA_MATH_FLAGS in csrc/common.cuh)."""
-    match = re.search(r'^#define\s+MC_CUDA_MATH_FLAGS\s+"([^"]*)"', (csrc_dir() / "common.cuh").read_text(), re.M)
-    if match is None:
-        raise RuntimeError("csrc/common.cuh defines no MC_CUDA_MATH_FLAGS")
-    return tuple(match.group(1).split())
-
-
-def nvrtc_options():
-    """What the RawKernel loader passes to cupy.RawModule: the C++ standard nvcc also uses, and
-    the math flags. CuPy appends its own (-ftz=true, --device-as-default-execution-space, -arch=sm_XX,
-    include paths); tests/test_nvcc_compile.py compiles with the whole list."""
-    return ("--std=c++17",) + cuda_math_flags()
-
-
 def kernel_source(header=None):
     """csrc/kernels.cuh (or another ``header``, a path) with its local #includes pasted
     in, as one string for NVRTC. An include is looked up beside the file that names
@@ -255,7 +214,7 @@ class Pybind11Loader(_CupyLoader):
 
 
 # --------------------------------------------------------------------------- the backends
-LOADERS = {"rawkernel": RawKernelLoader, "pybind11": Pybind11Loader}
+LOADERS = {loader.name: loader for loader in (RawKernelLoader, Pybind11Loader)}
 _backends = {}
 
 
@@ -266,7 +225,7 @@ def synchronize():
         made.loader.xp.cuda.get_current_stream().synchronize()
 
 
-def backend(loader="rawkernel"):
+def backend(loader=RawKernelLoader.name):
     """The KernelBackend of one loader ("rawkernel" or "pybind11"), made at first use."""
     if loader not in LOADERS:
         raise ValueError(f"cuda loader must be one of {tuple(LOADERS)}, got {loader!r}")

@@ -22,18 +22,19 @@ Prints one labelled line per way and draw, and writes metrics.json, transfer.png
 (pretrained.npz) to --out.
 """
 
-import argparse
 import json
 import os
 import time
 
 import numpy as np
 
-from . import data as D
-from . import models, nn, optim, transfer, visualize
-from . import random as _random
-from .training import fit
-from .weights import save_npz
+from .. import data as D
+from .. import models, nn, optim, transfer
+from .. import random as _random
+from ..training import fit
+from ..visualize import pyplot
+from ..weights import save_npz
+from .common import HelpFormatter
 
 
 DIGIT_NAMES = [f"digit {d}" for d in range(5, 10)]   # the classes 0-4 of the second task
@@ -41,13 +42,10 @@ FACE_NAMES = ["non-face", "face"]                      # the classes 0, 1 of the
 FACES_PER_CLASS = 100                                  # lfw_subset: 100 faces, 100 non-faces
 
 
-def _parse(argv, digit_labels=None):
-    """The options, checked against the data before anything runs. digit_labels: the
-    labels of mnist5k's training digits, or a function that reads them (called only
-    once the options parse, so --help answers at once); read here when not given."""
-    from .cli import HelpFormatter
-    p = argparse.ArgumentParser(prog="python -m minicnn transfer", description=__doc__,
-                                formatter_class=HelpFormatter)
+def add_transfer_parser(commands, common):
+    """The command `transfer`: its options; transfer_command checks them against the data."""
+    p = commands.add_parser("transfer", parents=[common], formatter_class=HelpFormatter, description=__doc__,
+                            help="transfer learning from few examples (its own options: transfer --help)")
     p.add_argument("--out", default=None, help="folder for metrics.json, transfer.png and pretrained.npz "
                                                "(default: runs/transfer-<time>)")
     p.add_argument("--shots", type=int, default=5, help="labelled examples per class of the digits 5-9")
@@ -62,27 +60,32 @@ def _parse(argv, digit_labels=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="only the summaries: no line per epoch of pretraining, "
                                                        "nor per way and draw")
-    args = p.parse_args(argv)
+    p.set_defaults(run=transfer_command, parser=p)   # parser: check_options reports through its error()
+
+
+def check_options(args, digit_labels):
+    """Stop with the command's usage and exit status 2 (argparse's error) on options that cannot
+    work, before anything runs. digit_labels: the labels of mnist5k's training digits, or a
+    function that reads them (called only once the other options are fine, so a mistake is
+    reported at once)."""
+    error = args.parser.error
     if min(args.shots, args.draws, args.face_shots, args.pretrain_epochs) < 1:
-        p.error("--shots, --draws, --face-shots and --pretrain-epochs must be >= 1")
+        error("--shots, --draws, --face-shots and --pretrain-epochs must be >= 1")
     layers = list(models.alexnet_small(include_top=False)._modules)
     if args.cut not in layers:
-        p.error(f"--cut {args.cut!r} is not a layer of the small AlexNet's base; choose from {layers}")
+        error(f"--cut {args.cut!r} is not a layer of the small AlexNet's base; choose from {layers}")
     below = layers[:layers.index(args.cut) + 1]
     if args.fine_tune_from not in below + ["head"]:
-        p.error(f"--fine-tune-from {args.fine_tune_from!r} must be a layer up to --cut ({below}) or 'head'")
+        error(f"--fine-tune-from {args.fine_tune_from!r} must be a layer up to --cut ({below}) or 'head'")
     # enough examples for the shots, checked now rather than after minutes of pretraining
-    if digit_labels is None:
-        digit_labels = D.stack(D.mnist5k()[0])[1]
-    elif callable(digit_labels):
+    if callable(digit_labels):
         digit_labels = digit_labels()
     fewest, name = min((int((digit_labels == d + 5).sum()), DIGIT_NAMES[d]) for d in range(5))
     if args.shots > fewest:
-        p.error(f"--shots {args.shots}: {name} has only {fewest} training examples; use --shots {fewest} or less")
+        error(f"--shots {args.shots}: {name} has only {fewest} training examples; use --shots {fewest} or less")
     if args.face_shots >= FACES_PER_CLASS:
-        p.error(f"--face-shots {args.face_shots}: lfw_subset has {FACES_PER_CLASS} faces and {FACES_PER_CLASS} "
-                f"non-faces, and some must be left to test on; use --face-shots {FACES_PER_CLASS - 1} or less")
-    return args
+        error(f"--face-shots {args.face_shots}: lfw_subset has {FACES_PER_CLASS} faces and {FACES_PER_CLASS} "
+              f"non-faces, and some must be left to test on; use --face-shots {FACES_PER_CLASS - 1} or less")
 
 
 def he_init(model):
@@ -200,14 +203,14 @@ def _counts(num_classes, shape, args):
     return counts
 
 
-def main(argv=None):
+def transfer_command(args):
     """The command: run the demonstration, write metrics.json; returns 0 (the exit status)."""
-    digits = []   # mnist5k as arrays, read once the options parse
+    digits = []   # mnist5k as arrays, read once the options that need no data are checked
 
     def training_labels():
         digits.extend(D.stack(part) for part in D.mnist5k())
         return digits[0][1]
-    args = _parse(argv, training_labels)
+    check_options(args, training_labels)
     faces = _lfw()   # before the output folder: a missing package stops the command before it starts
     out = args.out or os.path.join("runs", time.strftime("transfer-%Y%m%d-%H%M%S"))
     created = not os.path.exists(out)
@@ -272,7 +275,7 @@ def run(args, data=None, out=None):
                                 args, args.seed + draw,
                                 _reporter("faces", draw, args, say)))
     faces = _summarise(runs, _counts(2, faces_x.shape[1:], args), say)
-    visualize.transfer_errors({f"digits 5-9, {args.shots} examples per class": digit_errors,
+    transfer_errors({f"digits 5-9, {args.shots} examples per class": digit_errors,
                                f"faces vs non-faces, {args.face_shots} per class":
                                    {title: [r[name] for r in runs] for name, title in WAYS}},
                               os.path.join(out, "transfer.png"))
@@ -318,5 +321,32 @@ def _lfw():
     return images, labels
 
 
-if __name__ == "__main__":
-    main()
+def transfer_errors(tasks, path):
+    """Save a bar chart of test error per way of transferring, one panel per task.
+
+    tasks: {task title: {way: [test error of each draw, fractions]}}. A bar is the
+    mean over draws, its line the range (lowest to highest draw), its dots the draws.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    rng = np.random.default_rng(0)  # horizontal jitter of the dots, the same every time
+    for ax, (task, ways) in zip(axes[0], tasks.items()):
+        names = list(ways)
+        for x, name in enumerate(names):
+            errors = 100 * np.asarray(ways[name], dtype=np.float64)
+            ax.bar(x, errors.mean(), color="tab:blue", alpha=0.6)
+            ax.vlines(x, errors.min(), errors.max(), color="black")
+            ax.plot(x + rng.uniform(-0.15, 0.15, len(errors)), errors, "k.", markersize=4)
+            ax.annotate(f"{errors.mean():.1f}%", (x, errors.max()), textcoords="offset points", xytext=(0, 4),
+                        ha="center", fontsize=8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, fontsize=8, rotation=15)
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("test error per way of learning from few examples: mean (bar), range and draws (dots)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,26 +1,9 @@
-"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | trace | explain.
+"""python -m minicnn train | evaluate: the main job (the paper's recipe on a dataset), and the test of its checkpoint.
 
-    python -m minicnn train                      # the main job: small AlexNet on 5,000 MNIST digits
-    python -m minicnn train --dataset folder:~/photos --model alexnet --epochs 30
-    python -m minicnn evaluate runs/<timestamp>/checkpoint.npz --ten-crop
-    python -m minicnn summary alexnet
-    python -m minicnn transfer --help
-    mpiexec -n 2 python -m minicnn train           # data parallel: the same run on two processes
-    python -m minicnn export runs/<timestamp>/checkpoint.npz model.onnx
-    python -m minicnn graph alexnet_small
-    python -m minicnn trace alexnet --batch 8
-    python -m minicnn explain conv2d
-
-Exit status: 0 when done; 2 when the command line asks for something that cannot
-work (argparse's convention: a bad option, a missing folder or file, a file that is
-not a checkpoint, a shape a model cannot take, a batch larger than the data); 1 when
-something fails while running (the training diverged, an image turned out unreadable);
-130 when interrupted (Ctrl-C). Each prints one "error:" line; --debug (or MINICNN_DEBUG=1)
-shows the Python traceback instead.
+The data recipes (which crops, flips and colour noise a dataset gets) and the record of the
+held-out test set, which evaluate checks before it tests, are here too.
 """
 
-import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -29,28 +12,13 @@ import time
 
 import numpy as np
 
+from .common import HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
+
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
 # held-out MNIST digits within 5 minutes on a 2-core CPU (see docs/training.md).
 DEFAULTS = dict(dataset="mnist5k", model="alexnet_small", epochs=15, batch_size=64, lr=0.02, seed=0)
 MODELS = ("alexnet_small", "alexnet")        # what `train` trains
 CHECKPOINT_NAME = "checkpoint.npz"
-# every model of the zoo (mc.models) and the input it is built for, for `summary`
-ZOO = {"alexnet": (3, 227, 227), "alexnet_small": (1, 28, 28), "alexnet_torchvision": (3, 224, 224),
-       "vgg16": (3, 224, 224)}
-
-
-class UsageError(Exception):
-    """The command line asks for something that cannot work (exit status 2)."""
-
-
-@contextlib.contextmanager
-def user_input(what=None):
-    """Errors raised while reading what the user named (files, folders, settings) are the
-    user's to fix: they become a UsageError (exit status 2), optionally prefixed."""
-    try:
-        yield
-    except (ValueError, TypeError, OSError, ImportError) as e:
-        raise UsageError(f"{what}: {e}" if what else str(e)) from e
 
 
 # ------------------------------------------------------------------ data recipes
@@ -61,7 +29,7 @@ def load_dataset(spec, seed, model_name="alexnet_small", on_bad_image="error"):
     side), photos (whether flips and PCA colour noise apply: photos yes, digits no).
     AlexNet itself takes 227x227 crops of images resized to 256, as in the paper.
     """
-    from . import data as D
+    from .. import data as D
 
     big = model_name == "alexnet"
     if spec == "mnist5k":
@@ -104,7 +72,7 @@ def check_model(name, in_channels, input_size):
 
 
 def build_model(name, num_classes, in_channels, input_size):
-    from . import models
+    from .. import models
     check_model(name, in_channels, input_size)
     if name == "alexnet_small":
         return models.alexnet_small(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
@@ -114,7 +82,7 @@ def build_model(name, num_classes, in_channels, input_size):
 def make_transforms(recipe, normalize, lighting=None):
     """(train, test, ten_crop) transforms: the paper's augmentation for training,
     the centre crop or the ten crops for testing."""
-    from . import data as D
+    from .. import data as D
     resize = [D.Resize((recipe["resize"], recipe["resize"]))] if recipe["resize"] else []
     crop = recipe["crop"]
     train = resize + [D.RandomCrop(crop)]
@@ -126,15 +94,6 @@ def make_transforms(recipe, normalize, lighting=None):
     return D.Compose(train), D.Compose(test), D.Compose(ten)
 
 
-def choose_device(name):
-    from .device import cuda_available
-    if name == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if name == "cuda" and not cuda_available():
-        raise UsageError("--device cuda, but no CUDA GPU is usable (is CuPy installed? pip install cupy-cuda13x); "
-                         "use --device cpu")
-    return name
-
 
 # ------------------------------------------------------------------ the held-out set, recorded
 def describe_test_set(test):
@@ -145,7 +104,7 @@ def describe_test_set(test):
     would mix training images into the test set). Other datasets are fixed arrays: one
     SHA-256 over all test images and labels.
     """
-    from . import data as D
+    from .. import data as D
     import hashlib
 
     if isinstance(test, D.Subset) and isinstance(test.dataset, D.ImageFolder):
@@ -164,7 +123,7 @@ def describe_test_set(test):
 def recorded_test_set(record, model_name, fresh_test):
     """The test set a run recorded (describe_test_set), as it is on disk now, or a
     UsageError saying what changed. fresh_test: the test set rebuilt from the dataset spec."""
-    from . import data as D
+    from .. import data as D
 
     if "files" in record:
         root, missing, changed = record["root"], [], []
@@ -193,8 +152,8 @@ def recorded_test_set(record, model_name, fresh_test):
 # ------------------------------------------------------------------ commands
 def train_command(args):
     import minicnn as mc
-    from . import data as D
-    from . import visualize
+    from .. import data as D
+    from .. import visualize
 
     # everything that can be checked is checked before the output folder is made
     device = choose_device(args.device)
@@ -303,6 +262,7 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     return 0
 
 
+
 def read_run_checkpoint(path):
     """(state, extra) of a checkpoint written by `train`, or a UsageError saying why not."""
     import minicnn as mc
@@ -327,7 +287,7 @@ def model_of_run(path, extra):
 
 def evaluate_command(args):
     import minicnn as mc
-    from . import data as D
+    from .. import data as D
 
     device = choose_device(args.device)
     world = mc.distributed.init(device)      # under mpiexec: each rank evaluates its share of the test set
@@ -362,133 +322,7 @@ def evaluate_command(args):
     return 0
 
 
-def summary_command(args):
-    import minicnn as mc
-    name = args.model
-    num_classes = args.num_classes or (10 if name == "alexnet_small" else 1000)
-    shape = tuple(args.input_shape) if args.input_shape else ZOO[name]
-    channels, height, width = shape
-    builder = getattr(mc.models, name)
-    with user_input():
-        if name == "alexnet_small":   # built for the input: its channels and fc6's size follow it
-            model = builder(num_classes=num_classes, in_channels=channels, input_size=(height, width),
-                            include_top=not args.no_top)
-        else:
-            model = builder(num_classes=num_classes, include_top=not args.no_top)
-    try:
-        print(mc.summary(model, shape))
-    except ValueError as e:
-        built_for = "x".join(map(str, ZOO[name]))
-        raise UsageError(f"{name}: {e}. {name} is built for {built_for} inputs"
-                         + (" (the paper's '224' does not give conv1's 55x55)" if name == "alexnet" else "")
-                         + ("; --no-top keeps only the convolutional layers, which take more sizes"
-                            if not args.no_top and name != "alexnet_small" else "")) from e
-    return 0
-
-
-def export_command(args):
-    import minicnn as mc
-    _, extra = read_run_checkpoint(args.checkpoint)
-    model = model_of_run(args.checkpoint, extra)
-    crop = extra["recipe"]["crop"]
-    example = np.zeros((2, extra["channels"], crop, crop), np.float32)   # two images: the batch stays symbolic
-    with user_input(f"writing {args.output}"):
-        mc.onnx.export(model, example, args.output, opset=args.opset)
-    print(f"wrote {args.output}: {extra['model']} for {extra['channels']}x{crop}x{crop} inputs (normalized as in "
-          f"training: mean {extra['normalize']['mean']}, std {extra['normalize']['std']}), input 'input', "
-          f"output 'output' ({len(extra['classes'])} logits), opset {args.opset}")
-    return 0
-
-
-def graph_command(args):
-    import minicnn as mc
-    import minicnn.functional as F
-    name = args.model
-    model = getattr(mc.models, name)(num_classes=10)
-    shape = ZOO[name]
-    images = mc.Tensor(mc.random.generator().standard_normal((2,) + shape).astype(np.float32))
-    loss = F.cross_entropy(model(images), np.array([0, 1]))     # one training step's graph
-    mc.record_gradient_norms(loss)
-    loss.backward()
-    out = args.out or os.path.join("runs", f"graph_{name}.png")
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with user_input(f"writing {out}"):
-        dot = mc.draw_graph(loss, out, model=model, depth=args.depth)
-    ops = sum(1 for line in dot.splitlines() if "shape=box" in line)
-    leaves = sum(1 for line in dot.splitlines() if "shape=ellipse" in line)
-    print(f"wrote {out}: one training step of {name} on 2 images of {'x'.join(map(str, shape))}, "
-          f"{ops} op boxes and {leaves} parameters, gradient norms after backward")
-    return 0
-
-
-def trace_command(args):
-    import minicnn as mc
-    import minicnn.functional as F
-    from .backends import host
-    if args.cpu_backend:
-        if args.cpu_backend == "kernels" and not host.available():
-            raise UsageError(host.missing_extension_message())
-        mc.set_cpu_backend(args.cpu_backend)
-    device = choose_device(args.device)
-    name = args.model
-    num_classes = 10 if name == "alexnet_small" else 1000
-    mc.manual_seed(0)
-    model = getattr(mc.models, name)(num_classes=num_classes).to(device)
-    model.train()
-    rng = mc.random.generator()
-    images = mc.Tensor(rng.standard_normal((args.batch,) + ZOO[name]).astype(np.float32)).to(device)
-    labels = rng.integers(0, num_classes, args.batch)
-    optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)   # the paper's
-
-    def step():
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()          # untraced: what a first step pays once (compiling kernels on a GPU, first memory use)
-    with mc.trace(model=model) as trace:
-        step()
-    runs_on = f"CPU, {mc.get_cpu_backend()} backend" if device == "cpu" else f"GPU, {mc.get_cuda_loader()} loader"
-    print(f"one training step of {name} (forward, cross-entropy, backward, SGD) on {args.batch} images of "
-          f"{'x'.join(map(str, ZOO[name]))}, {runs_on}; the second step, the first untraced\n")
-    print(trace)
-    print()
-    print(trace.summary())
-    return 0
-
-
-def explain_command(args):
-    import minicnn as mc
-    with user_input():
-        mc.explain(args.op)
-    return 0
-
-
-def transfer_command(argv):
-    from . import transfer_demo
-    return transfer_demo.main(argv)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """--help keeps the descriptions' line breaks and shows each option's default
-    (unless its help already says it, or it is a flag that is off by default)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return text
-        return text + " (default: %(default)s)"
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minicnn", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks (also: MINICNN_DEBUG=1)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error "
-                                                             "(also: MINICNN_DEBUG=1)")
-
+def add_train_parser(commands, common):
     train = commands.add_parser(
         "train", parents=[common], formatter_class=HelpFormatter,
         help="train a network and write metrics, checkpoint and pictures",
@@ -503,11 +337,11 @@ def build_parser():
                        help="alexnet_small: AlexNet's ingredients for small images (24-56 pixel crops); "
                             "alexnet: the paper's network, which needs RGB photos (folder: or cifar10:), "
                             "taken as 227-pixel crops of images resized to 256")
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
-    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+    train.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
+    train.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],
                        help="images per training step (the training set must hold at least one full batch; under "
                             "mpiexec the global batch, split among the ranks)")
-    train.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
+    train.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"],
                        help="initial learning rate, divided by 10 after two thirds of the epochs")
     train.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                        help="seeds the weights, the shuffle, the augmentation, dropout and a folder's split")
@@ -517,7 +351,10 @@ def build_parser():
     train.add_argument("--on-bad-image", default="error", choices=("error", "skip"),
                        help="folder: datasets: an unreadable image stops the run (error) or is left out with a "
                             "warning (skip; every image is decoded once up front to find them)")
+    train.set_defaults(run=train_command)
 
+
+def add_evaluate_parser(commands, common):
     evaluate = commands.add_parser(
         "evaluate", parents=[common], formatter_class=HelpFormatter, help="test a checkpoint written by 'train'",
         description="Test a checkpoint written by 'python -m minicnn train' on exactly the images that run "
@@ -528,130 +365,4 @@ def build_parser():
                                "mirrors (the paper; digits are not mirrored)")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                           help="auto: the GPU when CuPy sees one, else the CPU")
-
-    summary = commands.add_parser(
-        "summary", parents=[common], formatter_class=HelpFormatter,
-        help="print a model's layers, shapes, parameters and multiply-adds",
-        description="Print each layer's output shape, parameters and multiply-adds for one input. Default "
-                    "inputs: " + ", ".join(f"{m} {'x'.join(map(str, s))}" for m, s in ZOO.items()) + ".")
-    summary.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models)")
-    summary.add_argument("--num-classes", type=_positive_int, default=None,
-                         help="outputs of the last layer (default: 10 for alexnet_small, 1000 for the others)")
-    summary.add_argument("--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"),
-                         help="the input, channels first (default: the one the model is built for); "
-                              "alexnet_small is rebuilt for it")
-    summary.add_argument("--no-top", action="store_true", help="only the convolutional layers (include_top=False)")
-
-    commands.add_parser("transfer", help="transfer learning from few examples (its own options: transfer --help)",
-                        add_help=False)
-
-    export = commands.add_parser(
-        "export", parents=[common], formatter_class=HelpFormatter, help="write a trained network as an ONNX file",
-        description="Write the network of a checkpoint written by 'train' as an ONNX file (needs the onnx "
-                    "package: pip install \"minicnn[onnx]\"); see docs/onnx.md.")
-    export.add_argument("checkpoint", help="a checkpoint.npz written by 'train'")
-    export.add_argument("output", help="the .onnx file to write")
-    export.add_argument("--opset", type=_positive_int, default=18, help="the ONNX opset version")
-
-    graph = commands.add_parser(
-        "graph", parents=[common], formatter_class=HelpFormatter,
-        help="draw the autograd graph of one training step",
-        description="Draw the graph one training step of a zoo model records (ops, parameters, shapes and, "
-                    "after backward, gradient norms), with Graphviz's dot when installed, else matplotlib.")
-    graph.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models)")
-    graph.add_argument("--out", default=None, help="the picture (.png, .svg, .pdf) or .dot file "
-                                                   "(default: runs/graph_<model>.png)")
-    graph.add_argument("--depth", type=_positive_int, default=None,
-                       help="collapse each layer at this depth of the model into one box (1: one box per layer)")
-
-    trace = commands.add_parser(
-        "trace", parents=[common], formatter_class=HelpFormatter,
-        help="the ops, kernel launches and GEMMs of one training step, with their work and time",
-        description="Run one training step of a zoo model (forward, cross-entropy, backward, SGD with the "
-                    "paper's settings) on random images under mc.trace and print every op, every kernel launch "
-                    "and GEMM it made (count, shapes, FLOPs, bytes, time), then the time by op and by kernel. "
-                    "A first step runs untraced, so the one shown pays no first-use costs.")
-    trace.add_argument("model", choices=tuple(ZOO), help="a model of the zoo (mc.models), for its own input size")
-    trace.add_argument("--batch", type=_positive_int, default=8, help="images in the step")
-    trace.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                       help="auto: the GPU when CuPy sees one, else the CPU")
-    trace.add_argument("--cpu-backend", default=None, choices=("reference", "kernels"),
-                       help="on the CPU: the NumPy reference or the csrc kernels compiled for the host "
-                            "(default: as MINICNN_CPU_BACKEND or mc.set_cpu_backend chose)")
-
-    explain = commands.add_parser(
-        "explain", parents=[common], formatter_class=HelpFormatter,
-        help="an op's formula, its derivative, and where its three definitions are",
-        description="Print an op's forward formula and backward derivative, and the file:line of its plain-loop "
-                    "definition (minicnn/naive.py), its NumPy reference and its CUDA kernels; docs/ops/ has "
-                    "the whole page.")
-    explain.add_argument("op", help="conv2d, linear, max_pool2d, avg_pool2d, local_response_norm, relu, dropout, "
-                                    "cross_entropy, sgd or adam")
-    return parser
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _debugging(argv):
-    return "--debug" in argv or os.environ.get("MINICNN_DEBUG", "") not in ("", "0")
-
-
-def main(argv=None):
-    """Run a command; return its exit status (0, 1 or 2; see the module's docstring)."""
-    status = _main(argv)
-    if status != 0:   # under mpiexec: end every rank, rather than leave the others waiting for this one
-        from .distributed import world
-        world().abort(status)
-    return status
-
-
-def _main(argv):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    debug = _debugging(argv)
-    try:
-        if argv and argv[0] == "transfer":  # the demo parses its own options
-            return transfer_command([a for a in argv[1:] if a != "--debug"])
-        args = build_parser().parse_args(argv)
-        commands = {"train": train_command, "evaluate": evaluate_command, "summary": summary_command,
-                    "export": export_command, "graph": graph_command, "trace": trace_command,
-                    "explain": explain_command}
-        return commands[args.command](args)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except UsageError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, MemoryError, RuntimeError) as e:
-        if debug:
-            raise
-        print(f"error: {e} (--debug shows where)", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug of minicnn's, not the user's: say so
-        if debug:
-            raise
-        print(f"error: internal error {type(e).__name__}: {e}; please report it with the output of --debug",
-              file=sys.stderr)
-        return 1
+    evaluate.set_defaults(run=evaluate_command)
