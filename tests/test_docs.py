@@ -139,7 +139,7 @@ CHECKS = {
     "MINICNN_DEBUG_BUILD=1 python setup.py build_ext --inplace": ("setup", "as above; tests/test_debug_build.py builds "
                                                                           "with it into a temporary folder"),
     "MINICNN_NUM_THREADS=1 gdb -batch -ex 'set breakpoint pending on' -ex 'break max_pool_forward<float>' -ex run "
-    "-ex 'break +3 if i == 3' -ex continue -ex 'print i' -ex 'print oy' -ex 'print ox' "
+    "-ex 'break +2 if row * 2 + ox == 3' -ex continue -ex 'print row' -ex 'print oy' -ex 'print ox' "
     "--args python examples/step_into_max_pool.py": ("run", "tests/test_debug_build.py runs it as written on a debug "
                                                             "build (where gdb is installed) and checks what it prints "
                                                             "against the docs; the breakpoint names a kernel of "
