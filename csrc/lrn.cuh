@@ -53,12 +53,23 @@ MC_KERNEL lrn_forward(mc_index count, const T* x, T* y, T* scale, mc_index C, mc
     }
 }
 
-// x, y, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
-//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of dy_j y_j / scale_j
+// The backward in two launches. First each element's share of its neighbours' gradients,
+// ratio = dy * y / scale: y, scale, dy, ratio: (N, C, H, W), one thread per element. It is
+// computed once here instead of once in every window that holds it (`size` divisions).
+template <typename T>
+MC_KERNEL lrn_backward_ratio(mc_index count, const T* y, const T* scale, const T* dy, T* ratio) {
+    // each i is one element (n, c, pixel)
+    MC_GRID_LOOP(i, count) {
+        ratio[i] = dy[i] * y[i] / scale[i];
+    }
+}
+
+// Then x, ratio, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
+//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of ratio_j
 // The window is symmetric, so "the j whose window holds i" are i's own window.
 // In MC_ROW_LOOP as lrn_forward: a row is one plane (n, c), count = N*C.
 template <typename T>
-MC_KERNEL lrn_backward(mc_index count, const T* x, const T* y, const T* scale, const T* dy,
+MC_KERNEL lrn_backward(mc_index count, const T* x, const T* ratio, const T* scale, const T* dy,
                        T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
     // each (plane, pixel) is one element (n, c, pixel)
     MC_ROW_LOOP(plane, count, pixel, HW) {
@@ -67,10 +78,7 @@ MC_KERNEL lrn_backward(mc_index count, const T* x, const T* y, const T* scale, c
         mc_channel_window(c, size, C, &lo, &hi);
         T sum = T(0);
         // dy_j * y_j / scale_j over the neighbouring channels j
-        for (mc_index cc = lo; cc < hi; ++cc) {
-            mc_index j = (first + cc) * HW + pixel;
-            sum += dy[j] * y[j] / scale[j];
-        }
+        for (mc_index cc = lo; cc < hi; ++cc) sum += ratio[(first + cc) * HW + pixel];
         mc_index i = plane * HW + pixel;
         dx[i] = dy[i] * mc_lrn_power(scale[i], beta) - T(2) * alpha * beta * x[i] * sum;
     }

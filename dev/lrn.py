@@ -27,10 +27,11 @@ from minicnn.backends import reference
 VARIANTS = {
     1: "the first kernels: one thread per element, each adding up its window of size channels",
     2: "Caffe's: one thread per column (n, pixel), a running window sum walking the channels",
-    3: "as csrc/lrn.cuh: variant 1 in MC_ROW_LOOP (a plane per host row), s^-3/4 by two square roots",
+    3: "variant 1 in MC_ROW_LOOP (a plane per host row), s^-3/4 by two square roots",
+    4: "as csrc/lrn.cuh: 3, its backward in two launches: dy * y / scale once per element, then the window sums",
 }
 KERNELS = {1: ("lrn_forward_1", "lrn_backward_1"), 2: ("lrn_forward_2", "lrn_backward_2"),
-           3: ("lrn_forward", "lrn_backward")}
+           3: ("lrn_forward", "lrn_backward_3"), 4: ("lrn_forward", "lrn_backward_ratio", "lrn_backward")}
 HEADER = ROOT / "dev" / "lrn_variants.cuh"
 
 # (N, C, H, W), size, alpha, beta, k, channel magnitudes spread over 10^spread
@@ -53,7 +54,7 @@ def columns(x_shape):
 
 def count(variant, x_shape):
     """The variant's count: every element (1), every column (n, pixel) (2), every plane (n, c) (3)."""
-    return {1: int(np.prod(x_shape)), 2: columns(x_shape), 3: x_shape[0] * x_shape[1]}[variant]
+    return {1: int(np.prod(x_shape)), 2: columns(x_shape)}.get(variant, x_shape[0] * x_shape[1])
 
 
 def run_forward(loader, variant, x, y, scale, size, alpha, beta, k):
@@ -63,6 +64,11 @@ def run_forward(loader, variant, x, y, scale, size, alpha, beta, k):
 
 def run_backward(loader, variant, x, y, scale, dy, dx, size, alpha, beta):
     n, c, h, w = x.shape
+    if variant == 4:              # the ratios first, into a scratch array (timed with it)
+        ratio = loader.xp.empty_like(x)
+        loader.run(KERNELS[4][1], x.size, y, scale, dy, ratio)
+        loader.run(KERNELS[4][2], n * c, x, ratio, scale, dy, dx, c, h * w, size, alpha, beta)
+        return
     loader.run(KERNELS[variant][1], count(variant, x.shape), x, y, scale, dy, dx, c, h * w, size, alpha, beta)
 
 

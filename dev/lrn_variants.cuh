@@ -19,11 +19,13 @@
 //      Caffe also splits the forward in two launches (the scale by columns, then
 //      y = x * scale^-beta by elements, so the pow runs on every thread); here the
 //      column computes both, keeping the signature of csrc/lrn.cuh's kernel.
-//   3  the kernels csrc/lrn.cuh ships: variant 1's arithmetic in MC_ROW_LOOP (csrc/common.cuh),
+//   3  variant 1's arithmetic in MC_ROW_LOOP (csrc/common.cuh),
 //      a row per plane (n, c) (count = N*C): on the GPU one thread per element, as 1; on the
 //      host a plane's window is found once and its channels are read along the plane, with
 //      no division per element. And s^-beta by mc_lrn_power: for beta = 3/4, two square roots
 //      and a division instead of pow (within 2 ulps; variants 1 and 2 call pow).
+//   4  the kernels csrc/lrn.cuh ships: 3, with the backward in two launches (dy * y / scale
+//      once per element, then the window sums over them).
 #pragma once
 #include "lrn.cuh"
 
@@ -140,4 +142,31 @@ MC_KERNEL lrn_backward_2(mc_index count, const T* x, const T* y, const T* scale,
     }
 }
 
-// ----- variant 3 is csrc/lrn.cuh's lrn_forward and lrn_backward, included above.
+// ----- variant 3: its forward is csrc/lrn.cuh's; its backward csrc's until variant 4 replaced it
+// x, y, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
+//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of dy_j y_j / scale_j
+// The window is symmetric, so "the j whose window holds i" are i's own window.
+// In MC_ROW_LOOP as lrn_forward: a row is one plane (n, c), count = N*C.
+template <typename T>
+MC_KERNEL lrn_backward_3(mc_index count, const T* x, const T* y, const T* scale, const T* dy,
+                         T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
+    // each (plane, pixel) is one element (n, c, pixel)
+    MC_ROW_LOOP(plane, count, pixel, HW) {
+        mc_index c = plane % C, first = plane - c;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
+        T sum = T(0);
+        // dy_j * y_j / scale_j over the neighbouring channels j
+        for (mc_index cc = lo; cc < hi; ++cc) {
+            mc_index j = (first + cc) * HW + pixel;
+            sum += dy[j] * y[j] / scale[j];
+        }
+        mc_index i = plane * HW + pixel;
+        dx[i] = dy[i] * mc_lrn_power(scale[i], beta) - T(2) * alpha * beta * x[i] * sum;
+    }
+}
+
+// ----- variant 4 is csrc/lrn.cuh's lrn_forward, lrn_backward_ratio and lrn_backward, included above:
+// variant 3's forward; the backward in two launches, each element's dy * y / scale once (variant 3
+// divides it again in every window that holds it), then the window sums over those ratios. The
+// same operations in the same order as 3, so the same bits.

@@ -173,13 +173,18 @@ MC_SIZES(lrn_forward)(mc_index count, Size x, Size y, Size scale, mc_index C, mc
     HOLDS(scale, product({count, HW}));
 }
 
-// x, dx (N, C, HW) have count planes (n, c) of HW; y, scale and dy are read across channels, so whole images.
-MC_SIZES(lrn_backward)(mc_index count, Size x, Size y, Size scale, Size dy, Size dx, mc_index C, mc_index HW,
+// y, scale, dy, ratio (N, C, HW): every array has count entries.
+MC_SIZES(lrn_backward_ratio)(mc_index count, Size y, Size scale, Size dy, Size ratio) {
+    HOLDS(y, count); HOLDS(scale, count); HOLDS(dy, count); HOLDS(ratio, count);
+}
+
+// x, dx (N, C, HW) have count planes (n, c) of HW; ratio, scale and dy are read across channels, so whole images.
+MC_SIZES(lrn_backward)(mc_index count, Size x, Size ratio, Size scale, Size dy, Size dx, mc_index C, mc_index HW,
                        mc_index, T, T) {
     POSITIVE(count, C);
     mc_index whole_images = HW > 0 ? product({groups_of(count, C), C, HW}) : 0;
     HOLDS(x, product({count, HW}));
-    HOLDS(y, whole_images);
+    HOLDS(ratio, whole_images);
     HOLDS(scale, whole_images);
     HOLDS(dy, whole_images);
     HOLDS(dx, product({count, HW}));

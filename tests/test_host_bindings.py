@@ -53,7 +53,8 @@ CASES = {
                                  ("dweight", f(3)), ("dbias", f(3)), ("dx", f(24)), 3, 4, 8, 1e-5, 1]),
     # LRN: one row per plane (n, c)
     "lrn_forward": (6, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
-    "lrn_backward": (6, [("x", f(24)), ("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
+    "lrn_backward_ratio": (24, [("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("ratio", f(24))]),
+    "lrn_backward": (6, [("x", f(24)), ("ratio", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
                           3, 4, 5, 1e-4, 0.75]),
     "relu_forward": (10, [("x", f(10)), ("y", f(10)), 0.0]),
     "relu_backward": (10, [("x", f(10)), ("dy", f(10)), ("dx", f(10)), 0.0]),

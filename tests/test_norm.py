@@ -79,6 +79,8 @@ def test_lrn_kernels(n, c, hw, size, constants, dtype, seed):
     np.testing.assert_allclose(y, y_ref, **TOL[dtype])
     dy = randn(rng, x.shape, dtype)
     dx = np.empty_like(x)
-    host_kernel("lrn_backward", dtype)(n * c, x, y_ref, scale_ref, dy, dx, c, hw, size, alpha, beta)
+    ratio = np.empty_like(x)                                   # dy * y / scale, then the window sums
+    host_kernel("lrn_backward_ratio", dtype)(x.size, y_ref, scale_ref, dy, ratio)
+    host_kernel("lrn_backward", dtype)(n * c, x, ratio, scale_ref, dy, dx, c, hw, size, alpha, beta)
     expected = R.lrn_backward(x, y_ref, scale_ref, dy, size, dtype(alpha), dtype(beta), dtype(k))
     np.testing.assert_allclose(dx, expected, **scaled(TOL[dtype], 10))

@@ -313,7 +313,9 @@ class KernelBackend(Backend):
         dx = self.xp.empty_like(x)
         n, c = x.shape[:2]
         hw = x.size // max(1, n * c)
-        self.loader.run("lrn_backward", n * c, x, y, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
+        ratio = self._workspace("lrn_ratio", x.shape, x.dtype)        # dy * y / scale, once per element
+        self.loader.run("lrn_backward_ratio", x.size, y, scale, dy, ratio)
+        self.loader.run("lrn_backward", n * c, x, ratio, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
         return dx
 
     # ------------------------------------------------------------------ batch normalization
