@@ -18,6 +18,16 @@ MC_HD mc_index mc_tap(mc_index t, mc_index d) {
     return t % d == 0 ? t / d : -1;
 }
 
+// Along one axis: the outputs o (0 <= o < out) whose tap reads position o*s + shift inside the
+// input [0, size): first <= o < end (a ceiling division at each end).
+MC_HD void mc_outputs_inside(mc_index shift, mc_index s, mc_index size, mc_index out, mc_index* first,
+                             mc_index* end) {
+    *first = shift >= 0 ? 0 : (-shift + s - 1) / s;
+    *end = size - shift <= 0 ? 0 : (size - shift + s - 1) / s;
+    if (*end > out) *end = out;
+    if (*first > *end) *first = *end;
+}
+
 // x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, ki, kj).
 // In MC_ROW_LOOP (common.cuh): a row is output row oy of image n in row (c, ki, kj) of cols,
 // its columns the ox, so count = C*kh*kw*N*OH and entry (row, ox) of cols is row * OW + ox.
@@ -44,36 +54,36 @@ MC_KERNEL im2col(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc
 
 // cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), the adjoint of im2col:
 // x[pixel] = the sum of every column entry that copied that pixel.
-// Each pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics, and a fixed sum
-// order - taps (ki, kj) in row-major order, as the NumPy reference adds them.
-// In MC_ROW_LOOP: a row is input row y of plane (n, c), its columns the pixels xx
-// (count = N*C*H); the outputs covering the row are worked out once per row on the host.
+// One index per INPUT ROW (n, c, y), count = N*C*H: it owns that row of x and collects into
+// it, tap by tap (ki, kj) in row-major order, the entries of the output row that read the row
+// through that tap: along the row, the run of entries ox whose tap lands inside it. So each
+// pixel is summed by one index, taps in row-major order as the NumPy reference adds them: no
+// atomics, the same bits every run (a scatter over windows, dev/im2col.py's variant 3, needs
+// atomics and loses both). No division per pixel, and with stride 1 the inner loop adds one
+// contiguous run to another. On a GPU this is one thread per input row (N*C*H of them).
 template <typename T>
 MC_KERNEL col2im(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc_index H, mc_index W,
                  mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
                  mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
     mc_index L = OH * OW, NL = N * L;
-    // each (row, xx) is one input pixel (n, c, y, xx)
-    MC_ROW_LOOP(row, count, xx, W) {
-        mc_index y = row % H, plane = row / H;
+    // each i is one input row (n, c, y): i = (n*C + c)*H + y
+    MC_GRID_LOOP(i, count) {
+        mc_index y = i % H, plane = i / H;
         mc_index c = plane % C, n = plane / C;
-        // the outputs whose window (of extent d*(k-1)+1) spans this pixel, along each axis
-        mc_index oy0, oy1, ox0, ox1;
-        mc_covering_outputs(y, dh * (kh - 1) + 1, sh, pt, OH, &oy0, &oy1);
-        mc_covering_outputs(xx, dw * (kw - 1) + 1, sw, pl, OW, &ox0, &ox1);
-        const T* column = cols + c * kh * kw * NL + n * L;       // row (c, 0, 0), image n
-        T sum = T(0);
-        // the later the output, the earlier its tap: walk outputs backwards so that taps ascend
-        for (mc_index oy = oy1 - 1; oy >= oy0; --oy) {
-            mc_index ki = mc_tap(y + pt - oy * sh, dh);
-            if (ki < 0) continue;                                // between two dilated taps
-            for (mc_index ox = ox1 - 1; ox >= ox0; --ox) {
-                mc_index kj = mc_tap(xx + pl - ox * sw, dw);
-                if (kj < 0) continue;
-                sum += column[(ki * kw + kj) * NL + oy * OW + ox];
+        T* row = x + i * W;
+        for (mc_index xx = 0; xx < W; ++xx) row[xx] = T(0);
+        for (mc_index ki = 0; ki < kh; ++ki) {
+            mc_index t = y + pt - ki * dh;                   // = oy * sh for the output row that used tap ki
+            if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
+            mc_index oy = t / sh;
+            for (mc_index kj = 0; kj < kw; ++kj) {
+                const T* entries = cols + ((c * kh + ki) * kw + kj) * NL + n * L + oy * OW;
+                // output ox's tap kj reads column ox*sw + shift: those inside the row, ox0 <= ox < ox1
+                mc_index shift = kj * dw - pl, ox0, ox1;
+                mc_outputs_inside(shift, sw, W, OW, &ox0, &ox1);
+                for (mc_index ox = ox0; ox < ox1; ++ox) row[ox * sw + shift] += entries[ox];
             }
         }
-        x[row * W + xx] = sum;
     }
 }
 

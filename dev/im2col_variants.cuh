@@ -19,13 +19,22 @@
 //      threads reach it in: not the reference's, and on a GPU not the same from one
 //      run to the next. x must hold zeros before the launch. This is why the kernels
 //      gather (csrc/im2col.cuh): no atomics, and the same bits every run.
-//   4  the one csrc/im2col.cuh ships: both kernels in MC_ROW_LOOP (csrc/common.cuh).
+//   4  both kernels in MC_ROW_LOOP (csrc/common.cuh).
 //      im2col: a row is output row oy of image n in row (c, ki, kj) of cols, its columns
 //      the ox (count = C*kh*kw*N*OH); col2im: a row is input row y of plane (n, c), its
 //      columns the pixels (count = N*C*H), each gathering as in 2. On the GPU one thread
 //      per entry, as 1 (a warp writes consecutive entries); on the host a thread decodes
 //      each row once and walks along it, instead of paying 2's divisions per window
 //      (im2col) or per pixel (col2im).
+//   5  the one csrc/im2col.cuh ships: im2col as 4; col2im with one index per INPUT ROW
+//      (n, c, y) that collects into its row, tap by tap in row-major order, the run of entries
+//      each output row read through that tap (count = N*C*H). The same sums in the same order
+//      as 2 and 4, so the same bits; no division per pixel, and with stride 1 a run added to
+//      a run. On a GPU one thread per input row instead of per pixel.
+//   6  col2im as 5; im2col with one index per row of cols too, copying runs of input rows.
+//      Measured and not adopted: 1.0-1.25x on the host (the rows of AlexNet's later layers
+//      are 13 entries long), and on a GPU a warp would write 32 rows apart instead of 32
+//      neighbouring entries.
 #pragma once
 #include "im2col.cuh"
 
@@ -191,4 +200,67 @@ MC_KERNEL col2im_3(mc_index count, const T* cols, T* x, mc_index N, mc_index C, 
     }
 }
 
-// ----- variant 4 is csrc/im2col.cuh's im2col and col2im (in MC_ROW_LOOP), included above.
+// ----- variant 4: csrc/im2col.cuh's im2col; its col2im was csrc's until variant 5 replaced it
+// cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), the adjoint of im2col:
+// x[pixel] = the sum of every column entry that copied that pixel.
+// Each pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics, and a fixed sum
+// order - taps (ki, kj) in row-major order, as the NumPy reference adds them.
+// In MC_ROW_LOOP: a row is input row y of plane (n, c), its columns the pixels xx
+// (count = N*C*H); the outputs covering the row are worked out once per row on the host.
+template <typename T>
+MC_KERNEL col2im_4(mc_index count, const T* cols, T* x, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    mc_index L = OH * OW, NL = N * L;
+    // each (row, xx) is one input pixel (n, c, y, xx)
+    MC_ROW_LOOP(row, count, xx, W) {
+        mc_index y = row % H, plane = row / H;
+        mc_index c = plane % C, n = plane / C;
+        // the outputs whose window (of extent d*(k-1)+1) spans this pixel, along each axis
+        mc_index oy0, oy1, ox0, ox1;
+        mc_covering_outputs(y, dh * (kh - 1) + 1, sh, pt, OH, &oy0, &oy1);
+        mc_covering_outputs(xx, dw * (kw - 1) + 1, sw, pl, OW, &ox0, &ox1);
+        const T* column = cols + c * kh * kw * NL + n * L;       // row (c, 0, 0), image n
+        T sum = T(0);
+        // the later the output, the earlier its tap: walk outputs backwards so that taps ascend
+        for (mc_index oy = oy1 - 1; oy >= oy0; --oy) {
+            mc_index ki = mc_tap(y + pt - oy * sh, dh);
+            if (ki < 0) continue;                                // between two dilated taps
+            for (mc_index ox = ox1 - 1; ox >= ox0; --ox) {
+                mc_index kj = mc_tap(xx + pl - ox * sw, dw);
+                if (kj < 0) continue;
+                sum += column[(ki * kw + kj) * NL + oy * OW + ox];
+            }
+        }
+        x[row * W + xx] = sum;
+    }
+}
+
+// ----- variant 6: im2col with one index per row (c, ki, kj, n, oy) of cols (count = C*kh*kw*N*OH)
+// that copies the run of its input row the window's tap reads, zeros where the tap falls in the
+// padding; with stride 1 the copy is of one contiguous run to another. Its col2im is 5's.
+template <typename T>
+MC_KERNEL im2col_6(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    // each i is one row (c, ki, kj, n, oy) of cols, OW entries long
+    MC_GRID_LOOP(i, count) {
+        mc_index oy = i % OH, rest = i / OH;
+        mc_index n = rest % N;
+        rest /= N;
+        mc_index kj = rest % kw;
+        rest /= kw;
+        mc_index ki = rest % kh, c = rest / kh;
+        T* out = cols + i * OW;
+        mc_index y = oy * sh - pt + ki * dh;                 // the input row this tap reads
+        mc_index shift = kj * dw - pl, ox0, ox1;             // output ox reads column ox*sw + shift
+        mc_outputs_inside(shift, sw, W, OW, &ox0, &ox1);
+        if (y < 0 || y >= H) ox0 = ox1 = OW;                 // the whole row is padding
+        const T* in = x + ((n * C + c) * H + y) * W;
+        for (mc_index ox = 0; ox < ox0; ++ox) out[ox] = T(0);
+        for (mc_index ox = ox0; ox < ox1; ++ox) out[ox] = in[ox * sw + shift];
+        for (mc_index ox = ox1; ox < OW; ++ox) out[ox] = T(0);
+    }
+}
+
+// ----- variant 5 is csrc/im2col.cuh's im2col (variant 4's) and col2im, included above.

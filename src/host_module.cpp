@@ -86,7 +86,6 @@ MC_SIZES(col2im)(mc_index count, Size cols, Size x, mc_index N, mc_index C, mc_i
                  mc_index kw, mc_index sh, mc_index sw, mc_index, mc_index, mc_index dh, mc_index dw, mc_index OH,
                  mc_index OW) {
     POSITIVE(count, C); POSITIVE(count, H); POSITIVE(count, sh); POSITIVE(count, sw);
-    POSITIVE(count, dh); POSITIVE(count, dw);
     AT_MOST(count, count, product({N, C, H}));
     HOLDS(x, product({count, W}));
     HOLDS(cols, count > 0 && W > 0 ? product({C, kh, kw, N, OH, OW}) : 0);
