@@ -37,8 +37,8 @@ CHECKS = [
     ((2, 1, 5, 5), (5, 5), (3, 3), (2, 2, 2, 2)),       # windows reaching well past the edges
 ]
 # (name, (C, H, W)) of the inputs of the timed pooling layers, 3x3 windows, stride 2
-LAYERS = [("alexnet pool1", (96, 55, 55)), ("alexnet pool2", (256, 27, 27)), ("alexnet pool5", (256, 13, 13)),
-          ("small pool1", (32, 28, 28))]
+LAYERS = [("small pool1", (32, 28, 28)), ("alexnet pool1", (96, 55, 55)), ("alexnet pool2", (256, 27, 27)),
+          ("alexnet pool5", (256, 13, 13))]
 
 
 def count(variant, x_shape, y_shape, backward):
@@ -61,8 +61,16 @@ def run_backward(loader, variant, dy, argmax, dx, kernel, stride, padding):
                *geometry(dx.shape, dy.shape, kernel, stride, padding))
 
 
+def options():
+    """The driver's command line: dev/common.py's options and --batch."""
+    result = parser(__doc__.splitlines()[0], VARIANTS)
+    result.add_argument("--batch", type=int, default=16,
+                        help="images per timed AlexNet layer (the small network's: four times as many)")
+    return result
+
+
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0], VARIANTS).parse_args(argv)
+    args = options().parse_args(argv)
     loader = variant_loader(HEADER, KERNELS[args.variant], args)
     rng = np.random.default_rng(0)
     ref = reference.ReferenceBackend()
@@ -89,11 +97,11 @@ def main(argv=None):
 
     # 2. the time on the networks' pooling layers
     threads = f", {args.threads} threads" if args.device == "cpu" else ""
-    print(f"\n3x3/2 max pooling, batch 16 (the small network's: 64), float32, {args.device}{threads}; "
-          f"median of {args.repeats}")
+    print(f"\n3x3/2 max pooling, batch {args.batch} (the small network's: {4 * args.batch}), float32, "
+          f"{args.device}{threads}; median of {args.repeats}")
     print(f"{'layer':<14} {'input':<10} {'forward ms':>10} {'cpu ms':>7} {'backward ms':>11} {'cpu ms':>7}")
     for name, chw in LAYERS:
-        x_shape = (64 if name.startswith("small") else 16,) + chw
+        x_shape = (4 * args.batch if name.startswith("small") else args.batch,) + chw
         y_shape = x_shape[:2] + pool_output_shape(x_shape, (3, 3), (2, 2), (0, 0, 0, 0))
         x = to_device(rng.standard_normal(x_shape).astype(np.float32), args)
         y, dy = (to_device(np.zeros(y_shape, np.float32), args) for _ in range(2))

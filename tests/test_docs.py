@@ -106,18 +106,23 @@ CHECKS = {
     "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
     "python benchmarks/cpu_step.py --repeats 5 --profile": ("small", "as above"),
     # ---- dev/'s numbered kernel variants
-    "python dev/im2col.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/im2col.py 5": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/im2col.py 1 --threads 1": ("small", "as above"),
-    "python dev/im2col.py 2 --device cuda": ("parse", "GPU only; variant 2's kernels are the ones checked above"),
+    "python dev/im2col.py 5 --device cuda": ("parse", "GPU only; variant 5's kernels are the ones checked above"),
     "python dev/im2col.py 3": ("small", "as above: the scatter within its bound, and twice the same bits on the host"),
     "python dev/im2col.py 3 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the scatter with "
                                                       "NVRTC and finds its atomic adds"),
     "python dev/im2col.py 2 --threads 1 --repeats 20": ("small", "as above"),
-    "python dev/lrn.py 2": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/lrn.py 4": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/lrn.py 2": ("small", "as above"),
     "python dev/lrn.py 1 --threads 1": ("small", "as above"),
     "python dev/lrn.py 1 --threads 1 --repeats 20": ("small", "as above"),
-    "python dev/lrn.py 2 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
+    "python dev/lrn.py 4 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
                                                    "NVRTC as the driver hands them to CuPy"),
+    "python dev/pool.py 3": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/pool.py 1 --threads 1": ("small", "as above"),
+    "python dev/pool.py 3 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
+                                                    "NVRTC as the driver hands them to CuPy"),
     # ---- tests and building
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
@@ -278,7 +283,7 @@ def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
 
 
 # each dev/ driver: the last layer its table prints
-DEV_LAST_LAYER = {"im2col": "conv5", "lrn": "lrn2"}
+DEV_LAST_LAYER = {"im2col": "conv5", "lrn": "lrn2", "pool": "alexnet pool5"}
 
 
 def test_dev_commands_with_small_settings(capsys):
