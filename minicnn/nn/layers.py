@@ -250,14 +250,17 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    """softmax along ``axis`` (PyTorch calls it dim)."""
+    """softmax along ``dim`` (default -1; NumPy's name ``axis`` works too)."""
 
-    def __init__(self, axis=-1):
+    def __init__(self, dim=None, *, axis=None):
         super().__init__()
-        self.axis = axis
+        self.dim = checks.dim_or_axis("Softmax", -1, dim=dim, axis=axis)
 
     def forward(self, x):
-        return F.softmax(x, self.axis)
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
 
 class Dropout(Module):

@@ -109,6 +109,16 @@ def float_input(op, x):
     return x
 
 
+def dim_or_axis(op, default, **names):
+    """The one value given under PyTorch's name or NumPy's for the same argument (dim / axis,
+    keepdim / keepdims); ``default`` when neither is given. Both given is a TypeError."""
+    given = {name: value for name, value in names.items() if value is not None}
+    if len(given) > 1:
+        listed = " and ".join(f"{name}={value!r}" for name, value in given.items())
+        raise TypeError(f"{op}: {listed} name the same argument (PyTorch's and NumPy's names); pass one of them")
+    return next(iter(given.values()), default)
+
+
 def check_axis(op, x, axis):
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for a {x.ndim}-D input")
