@@ -18,12 +18,14 @@ from .dataset import Dataset
 
 
 def _pair(size, what):
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
+    """A size given as an int (a square) or as (height, width), as a (height, width) tuple of ints."""
+    try:
+        pair = (int(size),) * 2 if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or min(pair) < 1 or isinstance(size, bool):
         raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}")
-    return size
+    return pair
 
 
 def _check_image(image, what):
