@@ -224,14 +224,16 @@ class Preprocessing:
     """What a pretrained model expects of its input: RGB images in [0, 1], channel-first,
     normalised per channel as (x - mean) / std, at ``input_size`` (the adaptive pooling of
     the torchvision models accepts other sizes too). Call it on a batch (N, C, H, W) or
-    on one image (C, H, W); uint8 images (0..255) are scaled to [0, 1] first."""
+    on one image (C, H, W); uint8 images (0..255) are scaled to [0, 1] first. It is also
+    a loader transform (``DataLoader(..., transform=prep)`` calls ``prep(image, rng)``;
+    preprocessing draws nothing, so it ignores ``rng``)."""
 
     def __init__(self, mean, std, input_size):
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         self.input_size = input_size
 
-    def __call__(self, images):
+    def __call__(self, images, rng=None):
         images = _to_numpy(images, "images", "preprocessing")
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0

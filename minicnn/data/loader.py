@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import random as _random
 from .dataset import Dataset
+from .transforms import check_transform
 
 
 class DataLoader:
@@ -64,7 +65,7 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.seed = _random.next_seed() if seed is None else int(seed)
         self.drop_last = bool(drop_last)
-        self.transform = transform
+        self.transform = None if transform is None else check_transform(transform, "DataLoader")
         self.prefetch = int(prefetch)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
@@ -166,3 +167,4 @@ class DataLoader:
         finally:
             stop.set()
             worker.join()
+
