@@ -7,6 +7,9 @@ import numpy as np
 from .. import device as _device
 from ..autograd import Function, RemovableHandle, is_grad_enabled, module_scope
 from ..tensor import Parameter, Tensor
+from . import input_errors
+
+_running = []      # the modules whose __call__ is running, outermost first
 
 
 class Module:
@@ -74,19 +77,31 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
+        probing = input_errors._probing             # a probe for the input size that fits: no hooks
+        for hook in [] if probing else list(self._forward_pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         call = None
-        if self._backward_hooks and is_grad_enabled():
+        if self._backward_hooks and is_grad_enabled() and not probing:
             call = _BackwardHookCall(self, args)
             args = call.wrap_inputs(args)
-        with module_scope(self):
-            out = self.forward(*args, **kwargs)
+        outermost = not _running
+        _running.append(self)
+        try:
+            with module_scope(self):
+                out = self.forward(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            # the layer that refused the input, and (once, at the outermost call) what would fit
+            input_errors.note(error, self, args)
+            if outermost and not probing:
+                input_errors.explain(self, args, error)
+            raise
+        finally:
+            _running.pop()
         if call is not None:
             out = call.wrap_output(out)
-        for hook in list(self._forward_hooks.values()):
+        for hook in [] if probing else list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
                 out = result
