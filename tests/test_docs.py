@@ -90,6 +90,7 @@ CHECKS = {
                                                                          "command on the CPU, test_no_sync.py the "
                                                                          "trace on a fake GPU"),
     "python examples/backprop_tour.py": ("run", "tests/test_examples.py runs it, and the notebook with nbclient"),
+    "python examples/transfer_like_keras.py": ("run", "tests/test_examples.py runs it and checks what it prints"),
     'pip install "minicnn[onnx]"': ("setup", "the extra 'onnx' exists in setup.py"),
     "pip install netron": ("setup", "a PyPI package for viewing ONNX files; not a dependency"),
     "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
