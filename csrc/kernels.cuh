@@ -27,4 +27,4 @@
     X(softmax_cross_entropy_backward);                                  \
     X(nll_loss_forward); X(nll_loss_backward);                          \
     X(squared_error_forward); X(squared_error_backward);                \
-    X(sgd_update); X(adam_update)
+    X(sgd_update); X(adam_update); X(adamw_update); X(rmsprop_update)

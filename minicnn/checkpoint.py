@@ -55,11 +55,19 @@ def _unpack(value, archive):
     return value
 
 
-def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, extra=None):
+def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, extra=None, class_names=None):
     """Write model and optimizer state, epoch, history, minicnn's RNG state and
-    ``extra`` (a JSON-able dict, e.g. how to rebuild the model) to ``path``, atomically."""
+    ``extra`` (a JSON-able dict, e.g. how to rebuild the model) to ``path``, atomically.
+
+    class_names: the name of each class id (a dataset's ``class_names``); by default the
+    model's ``class_names`` attribute when it has one (load() sets it), else none are stored."""
+    if class_names is None:
+        class_names = getattr(model, "class_names", None)
+    if class_names is not None and (isinstance(class_names, str) or not hasattr(class_names, "__iter__")):
+        raise TypeError(f"class_names must be a list of names, one per class id, got {class_names!r}")
     arrays = {}
     meta = {
+        "class_names": [str(name) for name in class_names] if class_names is not None else None,
         "format": FORMAT,
         "version": VERSION,
         "epoch": epoch,
@@ -135,13 +143,17 @@ def load(path, model=None, optimizer=None, scheduler=None, restore_rng=True):
     model / optimizer / scheduler: loaded in place when given (their shapes and
     names must match what was saved, else a ValueError names the difference).
     restore_rng: set minicnn's global generator (dropout seeds) to the saved state.
-    Returns a dict: epoch, history (a History or None), extra, and the raw
-    "model", "optimizer" and "scheduler" states.
+    Returns a dict: epoch, history (a History or None), extra, class_names (a list, or
+    None when the checkpoint names no classes; also set as ``model.class_names``), and
+    the raw "model", "optimizer" and "scheduler" states.
     """
     state = _read(path)
+    state.setdefault("class_names", None)       # checkpoints written before class names were stored
     try:
         if model is not None:
             model.load_state_dict(state["model"])
+            if state["class_names"] is not None:
+                model.class_names = list(state["class_names"])
         if optimizer is not None:
             if state["optimizer"] is None:
                 raise ValueError("it holds no optimizer state")

@@ -72,9 +72,18 @@ OPS = {
         "g = grad + wd * w;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)",
         "(an update, not an op: it has no derivative)",
         ["adam_update"], ["adam_update"], ["adam_update"], "sgd_adam.md"),
+    "adamw": (
+        "w *= 1 - lr * wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)",
+        "(an update, not an op: it has no derivative)",
+        ["adamw_update"], ["adamw_update"], ["adamw_update"], "sgd_adam.md"),
+    "rmsprop": (
+        "g = grad + wd * w;  s = alpha s + (1-alpha) g^2;  avg = sqrt(s [- gbar^2]) + eps;  w -= lr * g / avg "
+        "(or through a momentum buffer)",
+        "(an update, not an op: it has no derivative)",
+        ["rmsprop_update"], ["rmsprop_update"], ["rmsprop_update"], "sgd_adam.md"),
 }
 ALIASES = {"leaky_relu": "relu", "lrn": "local_response_norm", "softmax_cross_entropy": "cross_entropy",
-           "sgd_update": "sgd", "adam_update": "adam"}
+           "sgd_update": "sgd", "adam_update": "adam", "adamw_update": "adamw", "rmsprop_update": "rmsprop"}
 
 
 def _relative(path):

@@ -485,3 +485,55 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         v_hat = v.flat[i] / (1 - beta2 ** step)
         param.flat[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
     return param, m, v
+
+
+def adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW step (Loshchilov & Hutter; PyTorch's AdamW), element by element; step counts from 1:
+
+        param = param * (1 - lr * weight_decay)          (decoupled: the gradient is not touched)
+        m = beta1 m + (1 - beta1) grad,   v = beta2 v + (1 - beta2) grad^2
+        param = param - lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
+
+    Returns the new (param, m, v); the inputs are not changed.
+    """
+    param, m, v = (np.array(a, dtype=np.float64) for a in (param, m, v))
+    for i in range(param.size):
+        g = float(grad.flat[i])
+        param.flat[i] *= 1 - lr * weight_decay
+        m.flat[i] = beta1 * m.flat[i] + (1 - beta1) * g
+        v.flat[i] = beta2 * v.flat[i] + (1 - beta2) * g * g
+        m_hat = m.flat[i] / (1 - beta1 ** step)
+        v_hat = v.flat[i] / (1 - beta2 ** step)
+        param.flat[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return param, m, v
+
+
+def rmsprop_update(param, grad, square_avg, grad_avg, buffer, lr, alpha, eps, weight_decay=0.0, momentum=0.0,
+                   centered=False):
+    """One RMSprop step (PyTorch's), element by element:
+
+        g = grad + weight_decay * param
+        square_avg = alpha square_avg + (1 - alpha) g^2
+        centered:  grad_avg = alpha grad_avg + (1 - alpha) g;  avg = sqrt(square_avg - grad_avg^2) + eps
+        otherwise: avg = sqrt(square_avg) + eps
+        momentum > 0: buffer = momentum buffer + g / avg;  param = param - lr * buffer
+        otherwise:    param = param - lr * g / avg
+
+    Returns the new (param, square_avg, grad_avg, buffer); the inputs are not changed.
+    """
+    param, square_avg, grad_avg, buffer = (np.array(a, dtype=np.float64)
+                                           for a in (param, square_avg, grad_avg, buffer))
+    for i in range(param.size):
+        g = float(grad.flat[i]) + weight_decay * param.flat[i]
+        square_avg.flat[i] = alpha * square_avg.flat[i] + (1 - alpha) * g * g
+        if centered:
+            grad_avg.flat[i] = alpha * grad_avg.flat[i] + (1 - alpha) * g
+            avg = math.sqrt(square_avg.flat[i] - grad_avg.flat[i] ** 2) + eps
+        else:
+            avg = math.sqrt(square_avg.flat[i]) + eps
+        if momentum > 0:
+            buffer.flat[i] = momentum * buffer.flat[i] + g / avg
+            param.flat[i] -= lr * buffer.flat[i]
+        else:
+            param.flat[i] -= lr * g / avg
+    return param, square_avg, grad_avg, buffer

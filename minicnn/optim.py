@@ -1,4 +1,5 @@
-"""Optimizers (SGD, Adam) and learning-rate schedules (StepLR, ReduceLROnPlateau).
+"""Optimizers (SGD, Adam, AdamW, RMSprop) and learning-rate schedules (StepLR, LinearLR,
+CosineAnnealingLR, SequentialLR, ReduceLROnPlateau), with PyTorch's names, defaults and formulas.
 
 An optimizer holds ``param_groups``: lists of parameters that share settings
 (e.g. a smaller lr for pretrained layers when fine-tuning):
@@ -14,6 +15,7 @@ The update itself runs in the backend of the parameter's device
 (``backends.for_array``): NumPy on the CPU, the CUDA kernels on a GPU.
 """
 
+import bisect
 import math
 
 import numpy as np
@@ -177,15 +179,16 @@ class Adam(Optimizer):
     def _check_settings(self, group):
         super()._check_settings(group)
         beta1, beta2 = group["betas"]
+        name = type(self).__name__
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-            raise ValueError(f"Adam betas must lie in [0, 1), got {group['betas']}")
+            raise ValueError(f"{name} betas must lie in [0, 1), got {group['betas']}")
         if group["eps"] <= 0:
-            raise ValueError(f"Adam eps must be > 0, got {group['eps']}")
+            raise ValueError(f"{name} eps must be > 0, got {group['eps']}")
         if group["weight_decay"] < 0:
             raise ValueError(f"weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        with autograd.observed_step("Adam.step"):
+        with autograd.observed_step(f"{type(self).__name__}.step"):
             self._update()
 
     def _update(self):
@@ -194,40 +197,193 @@ class Adam(Optimizer):
             if "m" not in buffers:
                 buffers.update(m=p.xp.zeros_like(p.data), v=p.xp.zeros_like(p.data), step=0)
             buffers["step"] += 1
-            beta1, beta2 = group["betas"]
-            backends.for_array(p.data).adam_update(
-                p.data, p.grad, buffers["m"], buffers["v"], group["lr"], beta1, beta2,
-                group["eps"], group["weight_decay"], buffers["step"])
+            self._update_one(backends.for_array(p.data), p, buffers, group)
+            p._mark_modified()
+
+    def _update_one(self, backend, p, buffers, group):
+        beta1, beta2 = group["betas"]
+        backend.adam_update(p.data, p.grad, buffers["m"], buffers["v"], group["lr"], beta1, beta2,
+                            group["eps"], group["weight_decay"], buffers["step"])
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, 2019), PyTorch's: Adam whose weight decay is decoupled from the
+    gradient. Each step first shrinks the weights, w *= 1 - lr * weight_decay, then takes Adam's
+    step on the plain gradient, so the decay is the same for every weight instead of being divided
+    by Adam's running RMS (with Adam's L2 a weight with large gradients is barely decayed).
+    PyTorch's defaults, weight_decay=1e-2 among them."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _update_one(self, backend, p, buffers, group):
+        beta1, beta2 = group["betas"]
+        backend.adamw_update(p.data, p.grad, buffers["m"], buffers["v"], group["lr"], beta1, beta2,
+                             group["eps"], group["weight_decay"], buffers["step"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, Coursera lecture 6e), PyTorch's: divide the gradient by a running root mean
+    square of it, so every weight moves at about the same rate whatever its gradient's scale:
+
+        g = grad + weight_decay * w;   square_avg = alpha * square_avg + (1 - alpha) * g^2
+        avg = sqrt(square_avg) + eps   (centered: sqrt(square_avg - grad_avg^2) + eps, with
+                                        grad_avg = alpha * grad_avg + (1 - alpha) * g)
+        w -= lr * g / avg              (momentum: b = momentum * b + g / avg;  w -= lr * b)
+
+    PyTorch's defaults: lr=1e-2, alpha=0.99, eps=1e-8 (Keras's RMSprop has rho=0.9, eps=1e-7,
+    and eps inside the square root).
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=bool(centered)))
+
+    def _check_settings(self, group):
+        super()._check_settings(group)
+        for setting in ("alpha", "eps", "weight_decay", "momentum"):
+            if group[setting] < 0:
+                raise ValueError(f"RMSprop {setting} must be >= 0, got {group[setting]}")
+        if group["alpha"] > 1:
+            raise ValueError(f"RMSprop alpha must lie in [0, 1], got {group['alpha']}")
+
+    def step(self):
+        with autograd.observed_step("RMSprop.step"):
+            self._update()
+
+    def _update(self):
+        for pos, group, p in self._trainable():
+            buffers = self.state.setdefault(pos, {})
+            if "square_avg" not in buffers:
+                buffers.update(square_avg=p.xp.zeros_like(p.data), step=0)
+            if group["centered"] and "grad_avg" not in buffers:
+                buffers["grad_avg"] = p.xp.zeros_like(p.data)
+            if group["momentum"] > 0 and "momentum_buffer" not in buffers:
+                buffers["momentum_buffer"] = p.xp.zeros_like(p.data)
+            buffers["step"] += 1
+            backends.for_array(p.data).rmsprop_update(
+                p.data, p.grad, buffers["square_avg"], buffers.get("grad_avg") if group["centered"] else None,
+                buffers.get("momentum_buffer") if group["momentum"] > 0 else None, group["lr"], group["alpha"],
+                group["eps"], group["weight_decay"], group["momentum"], group["centered"])
             p._mark_modified()
 
 
 # ------------------------------------------------------------------ schedules
-class StepLR:
-    """Multiply every group's lr by ``gamma`` every ``step_size`` epochs.
+class EpochSchedule:
+    """A schedule whose lr is a function of the epoch count alone: every group's lr is
+    ``lr_at(its initial lr, epoch)``, set at once (epoch 0) and after every ``step()``.
+    The closed forms of PyTorch's schedulers; call ``step()`` once at the end of each epoch
+    (fit does, passing a metric that these schedules ignore)."""
 
-    Call ``step()`` once at the end of each epoch.
-    """
-
-    def __init__(self, optimizer, step_size, gamma=0.1):
-        if int(step_size) < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size}")
+    def __init__(self, optimizer):
         self.optimizer = optimizer
-        self.step_size = int(step_size)
-        self.gamma = gamma
         self.epoch = 0
+        self._apply()
+
+    def lr_at(self, initial_lr, epoch):
+        raise NotImplementedError
+
+    def _apply(self):
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(group["initial_lr"], self.epoch)
 
     def step(self, metric=None):
         """End of an epoch (``metric`` is accepted and ignored, so fit can call every schedule alike)."""
         self.epoch += 1
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * self.gamma ** (self.epoch // self.step_size)
+        self._apply()
 
     def state_dict(self):
-        return {"type": "StepLR", "epoch": self.epoch}
+        return {"type": type(self).__name__, "epoch": self.epoch}
 
     def load_state_dict(self, state):
-        _check_type(state, "StepLR")
+        _check_type(state, type(self).__name__)
         self.epoch = int(state["epoch"])
+
+
+class StepLR(EpochSchedule):
+    """Multiply every group's lr by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        if int(step_size) < 1:
+            raise ValueError(f"step_size must be >= 1, got {step_size}")
+        self.step_size = int(step_size)
+        self.gamma = gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, initial_lr, epoch):
+        return initial_lr * self.gamma ** (epoch // self.step_size)
+
+
+class LinearLR(EpochSchedule):
+    """PyTorch's LinearLR: the lr goes in a straight line from ``start_factor`` times the initial lr
+    to ``end_factor`` times it over ``total_iters`` epochs, then stays: a linear warm-up
+    (LinearLR(opt, start_factor=0.1, total_iters=5)), or a linear decay."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR needs 0 < start_factor <= 1 and 0 <= end_factor <= 1, got "
+                             f"{start_factor} and {end_factor}")
+        if int(total_iters) < 1:
+            raise ValueError(f"total_iters must be >= 1, got {total_iters}")
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, int(total_iters)
+        super().__init__(optimizer)
+
+    def lr_at(self, initial_lr, epoch):
+        done = min(epoch, self.total_iters) / self.total_iters
+        return initial_lr * (self.start_factor + (self.end_factor - self.start_factor) * done)
+
+
+class CosineAnnealingLR(EpochSchedule):
+    """PyTorch's CosineAnnealingLR (SGDR without restarts, Loshchilov & Hutter 2017): the lr follows
+    half a cosine from the initial lr down to ``eta_min`` over ``T_max`` epochs,
+
+        lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2
+
+    and (as in PyTorch) back up along the same cosine if training goes on past T_max. With a
+    warm-up first: SequentialLR([LinearLR(opt, 0.1, total_iters=w), CosineAnnealingLR(opt, T_max=E - w)],
+    milestones=[w])."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):  # noqa: N803 (PyTorch's argument name)
+        if int(T_max) < 1:
+            raise ValueError(f"T_max must be >= 1, got {T_max}")
+        if eta_min < 0:
+            raise ValueError(f"eta_min must be >= 0, got {eta_min}")
+        self.T_max, self.eta_min = int(T_max), eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, initial_lr, epoch):
+        return self.eta_min + (initial_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+class SequentialLR(EpochSchedule):
+    """PyTorch's SequentialLR: ``schedulers[0]`` until epoch ``milestones[0]``, then ``schedulers[1]``
+    counting its epochs from 0 there, and so on. The usual use is a warm-up before a decay:
+
+        warmup = LinearLR(opt, start_factor=0.1, total_iters=3)
+        cosine = CosineAnnealingLR(opt, T_max=epochs - 3)
+        schedule = SequentialLR(opt, [warmup, cosine], milestones=[3])
+    """
+
+    def __init__(self, optimizer, schedulers, milestones):
+        schedulers, milestones = list(schedulers), [int(m) for m in milestones]
+        if not schedulers or len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR needs one milestone fewer than schedulers, got {len(schedulers)} "
+                             f"schedulers and milestones {milestones}")
+        for i, scheduler in enumerate(schedulers):
+            if not isinstance(scheduler, EpochSchedule):
+                raise TypeError(f"SequentialLR: scheduler {i} is a {type(scheduler).__name__}; it takes schedules "
+                                "of the epoch alone (StepLR, LinearLR, CosineAnnealingLR, ...)")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"SequentialLR: scheduler {i} belongs to another optimizer")
+        if milestones != sorted(milestones) or (milestones and milestones[0] < 0):
+            raise ValueError(f"SequentialLR milestones must be increasing and >= 0, got {milestones}")
+        self.schedulers, self.milestones = schedulers, milestones
+        super().__init__(optimizer)
+
+    def lr_at(self, initial_lr, epoch):
+        active = bisect.bisect_right(self.milestones, epoch)
+        start = self.milestones[active - 1] if active > 0 else 0
+        return self.schedulers[active].lr_at(initial_lr, epoch - start)
 
 
 class ReduceLROnPlateau:

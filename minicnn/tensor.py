@@ -291,25 +291,26 @@ class Tensor:
         return self.data != self._other_data(other)
 
     # ------------------------------------------------------------ reductions
-    def sum(self, axis=None, keepdims=False):
-        return _ops.Sum.apply(self, axis, keepdims)
+    # Each takes PyTorch's names (dim, keepdim) or NumPy's (axis, keepdims); one of each pair.
+    def sum(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return _ops.Sum.apply(self, *_reduction_args("sum", dim, keepdim, axis, keepdims))
 
-    def mean(self, axis=None, keepdims=False):
-        return _ops.Mean.apply(self, axis, keepdims)
+    def mean(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return _ops.Mean.apply(self, *_reduction_args("mean", dim, keepdim, axis, keepdims))
 
-    def max(self, axis=None, keepdims=False):
-        """The largest value (NumPy's convention: values only; argmax gives the indices)."""
-        return _ops.Max.apply(self, axis, keepdims)
+    def max(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        """The largest value (NumPy's convention: values only, also with ``dim``; argmax gives the indices)."""
+        return _ops.Max.apply(self, *_reduction_args("max", dim, keepdim, axis, keepdims))
 
-    def min(self, axis=None, keepdims=False):
-        return _ops.Min.apply(self, axis, keepdims)
+    def min(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return _ops.Min.apply(self, *_reduction_args("min", dim, keepdim, axis, keepdims))
 
-    def argmax(self, axis=None):
+    def argmax(self, dim=None, *, axis=None):
         """Indices of the largest values, an integer array (no gradient)."""
-        return self.data.argmax(axis=axis)
+        return self.data.argmax(axis=_checks.dim_or_axis("argmax", None, dim=dim, axis=axis))
 
-    def argmin(self, axis=None):
-        return self.data.argmin(axis=axis)
+    def argmin(self, dim=None, *, axis=None):
+        return self.data.argmin(axis=_checks.dim_or_axis("argmin", None, dim=dim, axis=axis))
 
     # ------------------------------------------------------------ shapes and indexing
     def reshape(self, *shape):
@@ -323,7 +324,8 @@ class Tensor:
         """All dimensions from ``start_dim`` on as one (PyTorch's default flattens everything)."""
         return self.reshape(self.shape[:start_dim] + (-1,))
 
-    def squeeze(self, axis=None):
+    def squeeze(self, dim=None, *, axis=None):
+        axis = _checks.dim_or_axis("squeeze", None, dim=dim, axis=axis)
         if axis is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
         axis = axis % self.ndim
@@ -331,7 +333,10 @@ class Tensor:
             raise ValueError(f"squeeze: axis {axis} has size {self.shape[axis]}, not 1")
         return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
 
-    def unsqueeze(self, axis):
+    def unsqueeze(self, dim=None, *, axis=None):
+        axis = _checks.dim_or_axis("unsqueeze", None, dim=dim, axis=axis)
+        if axis is None:
+            raise TypeError("unsqueeze: needs the position of the new axis (dim)")
         axis = axis % (self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
@@ -366,6 +371,13 @@ def tensor(data, requires_grad=False, dtype=None):
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
+def _reduction_args(op, dim, keepdim, axis, keepdims):
+    """(axis, keepdims) of a reduction called with PyTorch's names or NumPy's."""
+    return (_checks.dim_or_axis(op, None, dim=dim, axis=axis),
+            _checks.dim_or_axis(op, False, keepdim=keepdim, keepdims=keepdims))
+
+
 # The Functions behind the methods above. Imported last because minicnn/ops/tensor_ops.py
 # itself imports Tensor from this module; by now Tensor is defined.
 from .ops import tensor_ops as _ops  # noqa: E402
+from .ops import checks as _checks  # noqa: E402

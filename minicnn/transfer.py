@@ -14,11 +14,12 @@ graph is recorded below the lowest trainable layer, backward stops there, and
 the first trainable convolution computes its weight gradient but no input
 gradient. Optimizers skip parameters that do not require grad.
 
-A frozen BatchNorm layer stays in eval mode while the model trains (as Keras does
-for trainable=False): it keeps normalising with the running statistics it learned
-in pretraining, which the frozen layers above it expect, and does not overwrite
-them with the new task's (docs/transfer.md says why). transfer_model's result
-(a TransferModel) does this in train(); freeze() and fine_tune_from() do it at once.
+Freezing is Module.trainable, Keras's switch: ``model.base.trainable = False``
+is what freeze() does, ``= True`` what unfreeze() does. A frozen BatchNorm layer
+stays in eval mode while the model trains (as Keras does for trainable=False): it
+keeps normalising with the running statistics it learned in pretraining, which the
+frozen layers above it expect, and does not overwrite them with the new task's
+(docs/transfer.md says why); Module.train() leaves it there.
 """
 
 from collections import OrderedDict
@@ -32,46 +33,21 @@ from .tensor import Tensor, no_grad
 
 # --------------------------------------------------------------------------- freezing
 def freeze(module):
-    """Freeze every parameter of ``module`` (no gradient, no update) and put its BatchNorm layers in
-    eval mode (they keep their running statistics); returns the module."""
-    module.requires_grad_(False)
-    frozen_batch_norms_to_eval(module)
+    """``module.trainable = False``: freeze every parameter (no gradient, no update) and keep its
+    BatchNorm layers in eval mode (they keep their running statistics); returns the module."""
+    module.trainable = False
     return module
 
 
 def unfreeze(module):
-    """Make every parameter of ``module`` trainable again, its BatchNorm layers included (they
-    follow the module's train/eval mode again); returns the module."""
-    module.requires_grad_(True)
-    for layer in _batch_norms(module):
-        layer.train(module.training)
-    return module
-
-
-def _batch_norms(module):
-    return [m for m in module.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
-
-
-def frozen_batch_norms_to_eval(module):
-    """Put every BatchNorm layer of ``module`` whose parameters are all frozen in eval mode, so it
-    normalises with its running statistics and leaves them alone while the rest of the model trains
-    (Keras's rule for trainable=False). A BatchNorm without parameters (affine=False) is left as it is."""
-    for layer in _batch_norms(module):
-        params = layer.parameters()
-        if params and not any(p.requires_grad for p in params):
-            layer.eval()
+    """``module.trainable = True``: every parameter trainable again, the BatchNorm layers following
+    the model's train/eval mode again; returns the module."""
+    module.trainable = True
     return module
 
 
 class TransferModel(nn.Sequential):
-    """What transfer_model returns: a Sequential with children "base" and "head", whose train()
-    keeps the BatchNorm layers of frozen blocks in eval mode (frozen_batch_norms_to_eval)."""
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode:
-            frozen_batch_norms_to_eval(self)
-        return self
+    """What transfer_model returns: a Sequential with children "base" (frozen) and "head"."""
 
 
 def layer_names(model):
@@ -116,12 +92,9 @@ def fine_tune_from(model, layer):
     """
     start = _find_layer(model, layer)
     modules = dict(model.named_modules())
-    model.requires_grad_(False)
-    for name in layer_names(model)[start:]:
-        modules[name].requires_grad_(True)
-    for layer in _batch_norms(model):          # trainable ones follow the model's mode, frozen ones eval
-        layer.train(model.training)
-    frozen_batch_norms_to_eval(model)
+    model.trainable = True                     # Keras's recipe: all trainable, then the layers below frozen
+    for name in layer_names(model)[:start]:
+        modules[name].trainable = False
     return model
 
 
@@ -221,7 +194,7 @@ def _output_shape(base, input_shape):
 def transfer_model(base, num_classes, cut=None, weights=None, dropout=0.5, train_from=None, pool="avg",
                    input_shape=None):
     """A pretrained base and a new classifier_head in one TransferModel (a Sequential) with children
-    "base" and "head"; its train() keeps the BatchNorm layers of frozen blocks in eval mode.
+    "base" and "head"; the base's BatchNorm layers, frozen, stay in eval mode through train().
 
     base: a network (a Sequential; its layers are shared, not copied) or the name of one
     of mc.models ("resnet18", "vgg16", "vgg16_bn", "alexnet", "alexnet_torchvision",

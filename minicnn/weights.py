@@ -12,6 +12,11 @@ Nothing is downloaded: you give a path (or a dict of arrays). Understood sources
 - minicnn checkpoints (mc.save), whose model state is read back;
 - PyTorch files (``.pth``, ``.pt``, ``.bin``) holding a state_dict, read with torch when it is
   installed (``torch.load(..., weights_only=True)``: no code in the file runs).
+- Keras files (``.h5``) of a VGG16, read with h5py when it is installed: Keras 2's layout
+  (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, ``model.save_weights("x.h5")``) and
+  Keras 3's ``.weights.h5``. Their layer names (``block1_conv1`` ... ``fc1``, ``fc2``,
+  ``predictions``) and layouts (channels-last: convolution kernels (kH, kW, in, out), dense
+  kernels (in, out)) are turned into ours.
 
 Names written by torchvision (``features.0.weight`` ... ``classifier.6.bias``) are mapped to ours
 (``conv1_1.weight`` ... ``fc8.bias``) for VGG16, VGG16-BN and torchvision's AlexNet; ResNet-18
@@ -28,7 +33,8 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .models.torchvision_alexnet import alexnet_torchvision_names
-from .models.vgg import vgg16_torchvision_names
+from . import nn
+from .models.vgg import vgg16_keras_names, vgg16_torchvision_names
 from .tensor import Tensor
 
 # torchvision's layer names -> ours, per architecture whose weights we can read.
@@ -81,13 +87,17 @@ def _read_torch(path):
 
 
 TORCH_EXTENSIONS = (".pth", ".pt", ".bin")
+KERAS_EXTENSIONS = (".h5", ".hdf5")
 
 
 def _read_file(path, label):
     """The state_dict in a file: PyTorch's by extension, else an .npz archive, which is either a
-    minicnn checkpoint (mc.save: it holds "meta.json") or a plain name -> array archive."""
+    minicnn checkpoint (mc.save: it holds "meta.json") or a plain name -> array archive; or a Keras
+    .h5 file (its entries "<Keras layer>.kernel" and ".bias", in Keras's layouts)."""
     if os.path.splitext(path)[1].lower() in TORCH_EXTENSIONS:
         return _read_torch(path)
+    if os.path.splitext(path)[1].lower() in KERAS_EXTENSIONS:
+        return _read_keras(path, label)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{label}: unknown file type; expected an .npz archive, a minicnn checkpoint "
                          f"or a PyTorch file ({', '.join(TORCH_EXTENSIONS)})")
@@ -155,12 +165,145 @@ def from_torchvision(state, arch, label="weights"):
     return renamed, original
 
 
+# --------------------------------------------------------------------------- Keras names and layouts
+KERAS_NAMES = OrderedDict([("vgg16", vgg16_keras_names())])     # Keras's layer names -> ours
+
+
+def _read_keras(path, label):
+    """{"<Keras layer>.kernel": array, "<Keras layer>.bias": array, ...} of a Keras weights file,
+    the arrays as Keras stores them (channels-last)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"{label}: reading a Keras .h5 file needs h5py (pip install h5py)") from None
+    try:
+        with h5py.File(path, "r") as f:
+            # a whole model saved by Keras 2's model.save("x.h5") keeps its weights under model_weights
+            root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+            if "layer_names" in root.attrs or "layer_names0" in root.attrs:
+                layers = list(_keras2_layers(root))
+            elif "layers" in root:
+                layers = list(_keras3_layers(root))
+            else:
+                raise ValueError(f"{label} is an HDF5 file but not Keras weights (no 'layer_names' attribute, "
+                                 "no 'layers' group)")
+    except OSError as e:
+        raise ValueError(f"{label}: cannot read it as an HDF5 file ({e})") from e
+    state = OrderedDict()
+    for layer, arrays in layers:
+        if len(arrays) != 2:
+            raise ValueError(f"{label}: Keras layer {layer!r} holds {len(arrays)} arrays; minicnn reads layers "
+                             "of a kernel and a bias (Conv2D, Dense)")
+        state[f"{layer}.kernel"], state[f"{layer}.bias"] = arrays
+    return state
+
+
+def _h5_names(attrs, key):
+    """A list of names Keras stored as the attribute ``key`` (split into key0, key1, ... when long),
+    as str: Keras 2 wrote bytes."""
+    values = list(attrs[key]) if key in attrs else []
+    chunk = 0
+    while f"{key}{chunk}" in attrs:
+        values += list(attrs[f"{key}{chunk}"])
+        chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _keras2_layers(group):
+    """(layer name, [arrays]) of Keras 2's layout (keras' legacy_h5_format): the group's attribute
+    layer_names lists the layers in order; each layer's group lists its arrays in order in its
+    attribute weight_names (paths inside it: "block1_conv1/kernel:0", or "block1_conv1_W_1:0"
+    in the 2016 VGG16 files), kernel then bias."""
+    for name in _h5_names(group.attrs, "layer_names"):
+        layer = group[name]
+        arrays = [np.asarray(layer[weight]) for weight in _h5_names(layer.attrs, "weight_names")]
+        if arrays:
+            yield name, arrays
+
+
+def _keras3_layers(group):
+    """(layer name, [arrays]) of Keras 3's .weights.h5: layers/<path>/vars/0, 1, ... in order; the
+    layer's own name is the attribute "name" of vars where Keras stored it, else the path (conv2d_3);
+    a model inside the model has its own layers/ group."""
+    for key in group["layers"]:
+        layer = group["layers"][key]
+        variables = layer.get("vars")
+        if variables is not None and len(variables):
+            name = variables.attrs.get("name", key)
+            name = name.decode("utf8") if isinstance(name, bytes) else str(name)
+            yield name, [np.asarray(variables[str(i)]) for i in range(len(variables))]
+        if "layers" in layer:
+            yield from _keras3_layers(layer)
+
+
+def _is_keras_layout(state):
+    return any(k.endswith(".kernel") for k in state)
+
+
+def _flattened_grid(model, layer):
+    """(H, W) of the feature maps whose Flatten is the input of ``layer`` (a child of ``model``),
+    read off the AdaptiveAvgPool2d in front of the Flatten; None when ``layer`` follows no Flatten."""
+    children = list(model.named_children())
+    names = [name for name, _ in children]
+    if layer not in names or names.index(layer) == 0 or not isinstance(children[names.index(layer) - 1][1],
+                                                                          nn.Flatten):
+        return None
+    pools = [m for _, m in children[:names.index(layer)] if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools:
+        raise ValueError(f"the model's {layer} follows a Flatten but no AdaptiveAvgPool2d says the size of the "
+                         "feature maps, which a Keras kernel (channels-last) needs to be reordered")
+    return pools[-1].output_size
+
+
+def _keras_kernel(kernel, model, ours, label, key):
+    """A Keras kernel in our layout: Conv2D (kH, kW, in, out) -> (out, in, kH, kW); Dense (in, out) ->
+    (out, in), and for the dense layer after the Flatten its inputs reordered from Keras's
+    channels-last flatten (h, w, c) to ours (c, h, w)."""
+    if kernel.ndim == 4:
+        return kernel.transpose(3, 2, 0, 1)
+    if kernel.ndim != 2:
+        raise ValueError(f"{label}: entry {key!r} has shape {kernel.shape}, neither a Conv2D nor a Dense kernel")
+    grid = _flattened_grid(model, ours)
+    if grid is None:
+        return kernel.T
+    inputs, outputs = kernel.shape
+    height, width = grid
+    if inputs % (height * width):
+        raise ValueError(f"{label}: entry {key!r} has {inputs} inputs, which are not {height}x{width} feature maps "
+                         f"(the model's {ours} follows a Flatten of {height}x{width} maps)")
+    channels = inputs // (height * width)
+    return kernel.reshape(height, width, channels, outputs).transpose(3, 2, 0, 1).reshape(outputs, inputs)
+
+
+def from_keras(state, model, arch="vgg16", label="weights"):
+    """Keras names and layouts to ours: (renamed OrderedDict, {our name: Keras's name}).
+
+    ``state`` holds "<Keras layer>.kernel" / ".bias" entries as Keras stores them; ``model`` is the
+    model they are for (its Flatten's feature-map size reorders the first dense kernel). Raises a
+    KeyError naming any layer Keras's ``arch`` does not have.
+    """
+    if arch not in KERAS_NAMES:
+        raise ValueError(f"Keras weights are known for {list(KERAS_NAMES)}, not for {arch!r}")
+    names = KERAS_NAMES[arch]
+    renamed, original = OrderedDict(), {}
+    for key, value in state.items():
+        layer, _, kind = key.rpartition(".")
+        if layer not in names:
+            known = [n for n in names if not n.startswith(("conv2d", "dense"))]
+            raise KeyError(f"{label}: Keras layer {layer!r} is not a layer of Keras's {arch} (its layers with "
+                           f"weights are {known})")
+        ours = f"{names[layer]}.{'weight' if kind == 'kernel' else 'bias'}"
+        renamed[ours] = _keras_kernel(value, model, names[layer], label, key) if kind == "kernel" else value
+        original[ours] = key
+    return renamed, original
+
+
 # --------------------------------------------------------------------------- loading
 def load(model, source, arch=None, strict=True):
     """Copy pretrained weights from ``source`` (a path or a state_dict) into ``model``; returns a LoadResult.
 
     torchvision names are recognised and mapped (``arch`` picks the architecture, else it is
-    detected from the names). When the model has no top (include_top=False), the file's
+    detected from the names), and so are Keras's names and layouts of VGG16 (.h5 files). When the model has no top (include_top=False), the file's
     top-layer entries (fc6, fc7, fc8: torchvision's classifier) are skipped: that is how
     a pretrained feature extractor is loaded. Everything else must fit: with strict=True a
     missing, unexpected or misshapen entry raises an error naming it; with strict=False those
@@ -169,7 +312,9 @@ def load(model, source, arch=None, strict=True):
     """
     state, label = read_state_dict(source)
     original = {k: k for k in state}
-    if arch is not None or _is_torchvision_layout(state):
+    if _is_keras_layout(state):
+        state, original = from_keras(state, model, arch or "vgg16", label)
+    elif arch is not None or _is_torchvision_layout(state):
         arch = arch or _detect_architecture(state, label)
         state, original = from_torchvision(state, arch, label)
 
@@ -220,18 +365,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)   # per RGB channel, of images scaled to [
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Preprocessing:
-    """What a pretrained model expects of its input: RGB images in [0, 1], channel-first,
-    normalised per channel as (x - mean) / std, at ``input_size`` (the adaptive pooling of
-    the torchvision models accepts other sizes too). Call it on a batch (N, C, H, W) or
-    on one image (C, H, W); uint8 images (0..255) are scaled to [0, 1] first."""
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)   # per BGR channel, of images in 0..255 (Caffe's VGG16, Keras's)
 
-    def __init__(self, mean, std, input_size):
+
+class Preprocessing:
+    """What a pretrained model expects of its input, given minicnn's images: RGB, channel-first,
+    in [0, 1] (uint8 images, 0..255, are scaled to [0, 1] first). The images are multiplied by
+    ``scale``, their channels reversed to BGR when ``channels="bgr"``, then normalised per channel
+    as (x - mean) / std; ``input_size`` is the side the model was trained at (the adaptive pooling
+    of the torchvision models accepts other sizes too). Call it on a batch (N, C, H, W) or on one
+    image (C, H, W). It is also a loader transform (``DataLoader(..., transform=prep)`` calls
+    ``prep(image, rng)``; preprocessing draws nothing, so it ignores ``rng``)."""
+
+    def __init__(self, mean, std, input_size, scale=1.0, channels="rgb"):
+        if channels not in ("rgb", "bgr"):
+            raise ValueError(f"Preprocessing channels must be 'rgb' or 'bgr', got {channels!r}")
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         self.input_size = input_size
+        self.scale, self.channels = float(scale), channels
 
-    def __call__(self, images):
+    def __call__(self, images, rng=None):
         images = _to_numpy(images, "images", "preprocessing")
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0
@@ -239,30 +393,45 @@ class Preprocessing:
         if images.ndim not in (3, 4) or images.shape[-3] != len(self.mean):
             raise ValueError(f"preprocessing: expected images of shape (N, {len(self.mean)}, H, W) or "
                              f"({len(self.mean)}, H, W), channel first, got shape {images.shape}")
+        if self.scale != 1.0:
+            images = images * np.float32(self.scale)
+        if self.channels == "bgr":
+            images = images[..., ::-1, :, :]
         shape = (-1, 1, 1)
         return (images - self.mean.reshape(shape)) / self.std.reshape(shape)
 
     def __repr__(self):
         return (f"Preprocessing(mean={tuple(self.mean.tolist())}, std={tuple(self.std.tolist())}, "
-                f"input_size={self.input_size})")
+                f"input_size={self.input_size}, scale={self.scale}, channels={self.channels!r})")
 
 
+# (model, convention): what weights trained that way expect. The first convention of a model is its default.
 PREPROCESSING = {
-    "vgg16": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
-    "vgg16_bn": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
-    "resnet18": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
-    "alexnet_torchvision": Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    # torchvision's: RGB in [0, 1], ImageNet's mean and std
+    ("vgg16", "torch"): Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    # Keras's VGG16 weights (Caffe's convention, keras.applications.vgg16.preprocess_input):
+    # RGB -> BGR, 0..255, ImageNet's mean colour subtracted, no scaling
+    ("vgg16", "caffe"): Preprocessing(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0), 224, scale=255.0, channels="bgr"),
+    ("vgg16_bn", "torch"): Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    ("resnet18", "torch"): Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+    ("alexnet_torchvision", "torch"): Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
     # the paper only subtracts the mean image; we subtract the mean colour, in [0, 1] units
-    "alexnet": Preprocessing(IMAGENET_MEAN, (1.0, 1.0, 1.0), 227),
+    ("alexnet", "paper"): Preprocessing(IMAGENET_MEAN, (1.0, 1.0, 1.0), 227),
 }
 
 
-def preprocessing(model_name):
+def preprocessing(model_name, convention=None):
     """The Preprocessing a pretrained ``model_name`` ("vgg16", "vgg16_bn", "resnet18", "alexnet_torchvision",
-    "alexnet") expects."""
-    if model_name not in PREPROCESSING:
-        raise ValueError(f"no preprocessing known for {model_name!r}; known: {sorted(PREPROCESSING)}")
-    return PREPROCESSING[model_name]
+    "alexnet") expects. ``convention`` says where its weights come from: "torch" (torchvision's, the
+    default), or for vgg16 "caffe" (Keras's VGG16 weights: what keras.applications.vgg16.preprocess_input
+    does, on minicnn's [0, 1] RGB images)."""
+    conventions = [c for m, c in PREPROCESSING if m == model_name]
+    if not conventions:
+        raise ValueError(f"no preprocessing known for {model_name!r}; known: {sorted({m for m, _ in PREPROCESSING})}")
+    convention = conventions[0] if convention is None else convention
+    if (model_name, convention) not in PREPROCESSING:
+        raise ValueError(f"no preprocessing convention {convention!r} for {model_name}; known: {conventions}")
+    return PREPROCESSING[(model_name, convention)]
 
 
 def center_crop(images, size):

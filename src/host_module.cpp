@@ -321,12 +321,20 @@ MC_SIZES(softmax_cross_entropy_backward)(mc_index count, Size probs, Size labels
 }
 
 // Optimizer updates: every array has count entries (SGD without momentum gets the
-// parameter itself as its velocity from backends/kernels.py).
+// parameter itself as its velocity from backends/kernels.py, RMSprop its unused buffers).
 MC_SIZES(sgd_update)(mc_index count, Size param, Size grad, Size velocity, T, T, T, mc_index) {
     HOLDS(param, count); HOLDS(grad, count); HOLDS(velocity, count);
 }
 MC_SIZES(adam_update)(mc_index count, Size param, Size grad, Size m, Size v, T, T, T, T, T, T, T, T, T) {
     HOLDS(param, count); HOLDS(grad, count); HOLDS(m, count); HOLDS(v, count);
+}
+MC_SIZES(adamw_update)(mc_index count, Size param, Size grad, Size m, Size v, T, T, T, T, T, T, T, T, T) {
+    HOLDS(param, count); HOLDS(grad, count); HOLDS(m, count); HOLDS(v, count);
+}
+// grad_avg and buffer are the parameter itself when unused (not centered, no momentum).
+MC_SIZES(rmsprop_update)(mc_index count, Size param, Size grad, Size square_avg, Size grad_avg, Size buffer,
+                         T, T, T, T, T, T, mc_index) {
+    HOLDS(param, count); HOLDS(grad, count); HOLDS(square_avg, count); HOLDS(grad_avg, count); HOLDS(buffer, count);
 }
 
 PYBIND11_MODULE(_host, m) {

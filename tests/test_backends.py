@@ -83,7 +83,7 @@ def _normalization_and_losses_step(backend, dtype):
 
 
 def test_the_fake_rawkernel_backend_launches_every_kernel(monkeypatch):
-    """The small network, a BatchNorm and loss step and the two optimizers use every kernel of csrc/,
+    """The small network, a BatchNorm and loss step and the optimizers use every kernel of csrc/,
     so the cases above run each kernel's launch (argument types included) through the RawKernel
     loader's Python side."""
     from minicnn.backends.sources import kernel_names
@@ -92,7 +92,8 @@ def test_the_fake_rawkernel_backend_launches_every_kernel(monkeypatch):
         _small_net_step(fake, np.float32)
         _normalization_and_losses_step(fake, np.float32)
         p = mc.Parameter(fake.array(np.ones(3, np.float32)))
-        for optimizer in (mc.optim.SGD([p], lr=0.1, momentum=0.9), mc.optim.Adam([p])):
+        for optimizer in (mc.optim.SGD([p], lr=0.1, momentum=0.9), mc.optim.Adam([p]), mc.optim.AdamW([p]),
+                          mc.optim.RMSprop([p], momentum=0.9, centered=True)):
             p.grad = fake.array(np.ones(3, np.float32))
             optimizer.step()
     assert FakeRawModule.launched == set(kernel_names())

@@ -1,6 +1,7 @@
 """Checkpoints: round trip, resume == uninterrupted, atomic writes, corrupt and mismatched files."""
 
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -109,7 +110,10 @@ def test_corrupt_checkpoints_are_clear_errors(tmp_path):
         mc.load(str(truncated), model)
 
     flipped = bytearray(data)
-    flipped[len(data) // 3] ^= 0xFF  # one damaged byte inside an array
+    with zipfile.ZipFile(path) as archive:
+        member = archive.infolist()[0]
+    # one damaged byte inside the first array (past its member's 30-byte header and name)
+    flipped[member.header_offset + 30 + len(member.filename) + member.compress_size // 2] ^= 0xFF
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(bytes(flipped))
     with pytest.raises(ValueError, match="damaged.npz"):
@@ -174,3 +178,18 @@ def test_files_of_other_kinds_are_named_not_a_checkpoint(tmp_path):
         assert "pickle" not in str(e.value)
     with pytest.raises(IsADirectoryError, match="is a folder, not a checkpoint"):
         mc.load(str(tmp_path))
+
+
+def test_class_names_are_stored_and_given_back(tmp_path):
+    model, opt, _, train, _ = setup()
+    path = str(tmp_path / "named.npz")
+    mc.save(path, model, opt, class_names=["cat", "dog", "fox"])
+    other = setup(seed=5)[0]
+    state = mc.load(path, other, restore_rng=False)
+    assert state["class_names"] == ["cat", "dog", "fox"] and other.class_names == ["cat", "dog", "fox"]
+    mc.save(path, other)                                   # the model knows them now: saved again by default
+    assert mc.load(path, restore_rng=False)["class_names"] == ["cat", "dog", "fox"]
+    mc.save(path, setup()[0])                              # neither the call nor the model names any
+    assert mc.load(path, restore_rng=False)["class_names"] is None
+    with pytest.raises(TypeError, match="class_names must be a list of names"):
+        mc.save(path, model, class_names="cat")

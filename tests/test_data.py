@@ -278,10 +278,23 @@ def test_image_folder_reads_real_photos_with_labels_from_folders(tmp_path):
     assert x.shape == (6, 3, 24, 24)
 
 
+def test_image_folder_takes_keras_image_size_and_names_its_classes(tmp_path):
+    root = photo_folder(tmp_path)
+    square = D.image_folder(str(root), image_size=20)                  # Keras's int: a square
+    assert square[0][0].shape == (3, 20, 20) and square.image_size == (20, 20)
+    np.testing.assert_array_equal(square[3][0], D.image_folder(str(root), image_size=(20, 20))[3][0])
+    assert square.class_names == ["animals", "things"] == square.classes
+    assert D.load_image(square.files[0], 12).shape == (3, 12, 12)
+    for bad in (0, (16,), (16, 0), "big", None, True):
+        with pytest.raises(ValueError, match="image_size must be a positive int or"):
+            D.image_folder(str(root), image_size=bad)
+
+
 def test_image_folder_validation_split_is_seeded(tmp_path):
     root = photo_folder(tmp_path)
     train, val = D.image_folder(str(root), image_size=(16, 16), validation_split=0.5, seed=1)
     assert len(train) == 3 and len(val) == 3 and train.classes == ["animals", "things"]
+    assert train.class_names == val.class_names == ["animals", "things"]
     assert not set(train.indices) & set(val.indices)
     _, val2 = D.image_folder(str(root), image_size=(16, 16), validation_split=0.5, seed=1)
     np.testing.assert_array_equal(val.indices, val2.indices)

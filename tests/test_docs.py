@@ -90,6 +90,7 @@ CHECKS = {
                                                                          "command on the CPU, test_no_sync.py the "
                                                                          "trace on a fake GPU"),
     "python examples/backprop_tour.py": ("run", "tests/test_examples.py runs it, and the notebook with nbclient"),
+    "python examples/transfer_like_keras.py": ("run", "tests/test_examples.py runs it and checks what it prints"),
     'pip install "minicnn[onnx]"': ("setup", "the extra 'onnx' exists in setup.py"),
     "pip install netron": ("setup", "a PyPI package for viewing ONNX files; not a dependency"),
     "python benchmarks/conv_bench.py [--batch N] [--layers conv3 conv5]": ("small", "--batch 1 --layers conv3 conv5"),
@@ -102,6 +103,7 @@ CHECKS = {
     "python benchmarks/scaling.py": ("small", "tests/test_distributed.py: --rounds 1 --steps 1 --warmup 0 --batch 4; "
                                               "parsed as written"),
     "python benchmarks/scaling.py --rounds 5": ("small", "as above"),
+    "python benchmarks/data_loading.py": ("small", "--images 24 --batch-size 8 --epochs 1 --workers 0 2"),
     "python benchmarks/cpu_step.py": ("small", "--networks small --runners reference kernels --repeats 1 --warmup 0"),
     "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
     "python benchmarks/cpu_step.py --repeats 5 --profile": ("small", "as above"),
@@ -127,6 +129,8 @@ CHECKS = {
     'pip install -e ".[test]"': ("setup", "the extra 'test' exists; .ci/run runs exactly this"),
     "python -m pytest -q -rs": ("setup", ".ci/run runs exactly this"),
     "pip install torch==2.13.0": ("setup", ".ci/run pins the same version"),
+    "pip install h5py": ("setup", "the package mc.weights.load needs for Keras .h5 files, in the keras and test "
+                                  "extras; tests/test_keras_weights.py reads the files Keras writes"),
     "pip install -e .": ("setup", "setup.py builds _host"),
     "MINICNN_BUILD_CUDA=1 pip install -e .": ("setup", "setup.py reads MINICNN_BUILD_CUDA"),
     "pip install --no-build-isolation --no-deps -e .": ("setup", "plain pip options"),
@@ -282,6 +286,16 @@ def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
     assert set(json.loads((tmp_path / "step.json").read_text())["results"]["small"]) == {"reference", "kernels"}
 
 
+def test_data_loading_benchmark_with_small_settings(tmp_path, capsys):
+    data_loading = _script("benchmarks", "data_loading")
+    data_loading.main(["--images", "24", "--batch-size", "8", "--epochs", "1", "--workers", "0", "2",
+                       "--json", str(tmp_path / "loading.json")])
+    printed = capsys.readouterr().out
+    assert "0 workers:" in printed and "2 workers:" in printed
+    rows = json.loads((tmp_path / "loading.json").read_text())["rows"]
+    assert [r["workers"] for r in rows] == [0, 2] and all(r["images"] == 24 for r in rows)
+
+
 # each dev/ driver: the last layer its table prints
 DEV_LAST_LAYER = {"im2col": "conv5", "lrn": "lrn2", "pool": "alexnet pool5"}
 
@@ -314,6 +328,7 @@ def test_setup_commands_name_what_exists():
     assert 'pip install -e ".[test]"' in ci and "python -m pytest -q -rs" in ci
     assert 'pip install -e ".[test,distributed]"' in ci
     assert "torch==2.13.0" in ci
+    assert '"h5py"' in re.search(r"^keras = \[.*\]", extras_table, re.M).group(0), "the keras extra must bring h5py"
     assert '"markers", "gpu:' in (ROOT / "tests" / "conftest.py").read_text(), "the marker 'gpu' is not registered"
     stages = re.search(r'case "\$STAGE" in ([\w|]+)\)', (ROOT / "scripts" / "gpu_check.sh").read_text()).group(1)
     for command in (c for c in CHECKS if c.startswith("scripts/gpu_check.sh")):

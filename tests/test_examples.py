@@ -79,3 +79,23 @@ def test_the_notebook_runs(tmp_path, monkeypatch):
     check_the_tour_printed("".join(o.get("text", "") for o in outputs if o.output_type == "stream"))
     pictures = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(pictures) == 2                                   # the graph and conv1's filters, shown inline
+
+
+def test_the_keras_tutorial_in_minicnn_runs(tmp_path):
+    """examples/transfer_like_keras.py: every step of Keras's transfer-learning tutorial, on photos that ship
+    with scikit-image and scikit-learn, in about a minute."""
+    pytest.importorskip("skimage", reason="scikit-image is not installed (it is in the 'train' extra)")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (it is in the 'train' extra)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "transfer_like_keras.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    assert "classes ['cat', 'not_cat']" in lines and lines["classes ['cat', 'not_cat']"].strip().startswith("80 training")
+    assert "trainable parameters 65, frozen 72,528" in done.stdout          # base.trainable = False froze the base
+    assert "fine-tuned from block3_conv1 (55,745 trainable parameters)" in done.stdout
+    accuracy = lines["evaluate"].split("accuracy")[1].strip()
+    assert f"reloaded: the same accuracy {accuracy}, classes ['cat', 'not_cat']" in done.stdout
+    assert float(accuracy.rstrip("%")) >= 70                                  # well above chance (50%)
+    assert any(line.startswith("predict ") for line in done.stdout.splitlines())
+    assert (tmp_path / "runs" / "transfer_like_keras" / "model.npz").is_file()

@@ -46,11 +46,12 @@ def _run_once(op, backend):
         y.backward(backend.array(np.ones(y.shape, np.float32)))
 
     labels = np.array([0, 1, 2, 3])
-    if op in ("sgd", "adam"):
+    optimizers = {"sgd": lambda ps: mc.optim.SGD(ps, lr=0.1, momentum=0.9), "adam": mc.optim.Adam,
+                  "adamw": mc.optim.AdamW, "rmsprop": lambda ps: mc.optim.RMSprop(ps, momentum=0.9, centered=True)}
+    if op in optimizers:
         p = mc.Parameter(backend.array(rng.standard_normal(5).astype(np.float32)))
         p.grad = backend.array(np.ones(5, np.float32))
-        optimizer = mc.optim.SGD([p], lr=0.1, momentum=0.9) if op == "sgd" else mc.optim.Adam([p])
-        return optimizer.step()
+        return optimizers[op]([p]).step()
     runs = {
         "conv2d": lambda: forward_backward(F.conv2d(tensor(2, 4, 5, 5), tensor(6, 2, 3, 3), tensor(6), padding=1,
                                                     groups=2)),

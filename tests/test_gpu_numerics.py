@@ -120,6 +120,22 @@ def test_kernels_without_exp_log_pow_equal_the_host_build_bit_for_bit(be, dtype)
         HOST.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
     for ours, host, what in ((gp, p, "adam param"), (gm, m, "adam m"), (gv, v, "adam v")):
         same_bits(ours, host, what)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    gm, gv = gpu(m), gpu(v)
+    for step in (1, 2, 3):
+        be.adamw_update(gp, gpu(g), gm, gv, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
+        HOST.adamw_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
+    for ours, host, what in ((gp, p, "adamw param"), (gm, m, "adamw m"), (gv, v, "adamw v")):
+        same_bits(ours, host, what)
+    for momentum, centered in ((0.0, False), (0.9, True)):
+        sq, ga, buf = (np.zeros_like(p) for _ in range(3))
+        gsq, gga, gbuf = gpu(sq), gpu(ga), gpu(buf)
+        for _ in range(3):
+            be.rmsprop_update(gp, gpu(g), gsq, gga, gbuf, 1e-2, 0.99, 1e-8, 1e-2, momentum, centered)
+            HOST.rmsprop_update(p, g, sq, ga, buf, 1e-2, 0.99, 1e-8, 1e-2, momentum, centered)
+        for ours, host, what in ((gp, p, "rmsprop param"), (gsq, sq, "rmsprop square_avg"),
+                                 (gga, ga, "rmsprop grad_avg"), (gbuf, buf, "rmsprop buffer")):
+            same_bits(ours, host, f"{what} momentum={momentum} centered={centered}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

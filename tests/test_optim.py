@@ -8,6 +8,7 @@ schedules, and the update kernels.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -267,3 +268,217 @@ def test_adam_update_kernel_bitwise(size, weight_decay, dtype, seed):
     # adam_update computes 1 - beta and the bias corrections in double, as the reference: exact
     for ours, ref in ((param_, p_ref), (m, m_ref), (v, v_ref)):
         np.testing.assert_array_equal(ours, ref)
+
+
+# --------------------------------------------------------------------------- AdamW and RMSprop
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed: the comparison with torch.optim is skipped")
+
+
+def _against_torch(make_ours, make_theirs, backend, steps=6, seed=0):
+    """The same gradients, step after step, into our optimizer and torch's, on two (3, 4) float64
+    parameters; after every step the weights and the optimizer's buffers agree."""
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    starts = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    ours = [param(w, np.zeros_like(w), backend) for w in starts]
+    theirs = [torch.tensor(w, requires_grad=True) for w in starts]
+    opt, torch_opt = make_ours(ours), make_theirs(theirs)
+    for _ in range(steps):
+        for p, t in zip(ours, theirs):
+            g = rng.standard_normal(t.shape) * rng.uniform(0.1, 3)
+            p.grad, t.grad = backend.array(g), torch.tensor(g)
+        opt.step()
+        torch_opt.step()
+        for p, t in zip(ours, theirs):
+            backend.assert_close(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    return opt, torch_opt
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(lr=0.05, weight_decay=0.1, betas=(0.8, 0.99), eps=1e-6)])
+def test_adamw_steps_equal_torch_optim_adamw(backend, settings):
+    torch = _torch()
+    opt, torch_opt = _against_torch(lambda ps: optim.AdamW(ps, **settings),
+                                    lambda ps: torch.optim.AdamW(ps, foreach=False, **settings), backend)
+    for pos, t in enumerate(torch_opt.param_groups[0]["params"]):
+        backend.assert_close(opt.state[pos]["m"], torch_opt.state[t]["exp_avg"].numpy(), rtol=1e-12)
+        backend.assert_close(opt.state[pos]["v"], torch_opt.state[t]["exp_avg_sq"].numpy(), rtol=1e-12)
+    assert optim.AdamW([param([1.0], [0.0])]).param_groups[0]["weight_decay"] == 1e-2     # PyTorch's default
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient(backend):
+    # a zero gradient: Adam's L2 decay goes through m / sqrt(v) and moves the weight by ~lr;
+    # AdamW's shrinks it by exactly lr * weight_decay of itself
+    for kind, expected in ((optim.Adam, 1.0 - 0.1), (optim.AdamW, 1.0 * (1 - 0.1 * 0.5))):
+        p = param([1.0], [0.0], backend)
+        kind([p], lr=0.1, weight_decay=0.5).step()
+        backend.assert_close(p.data, [expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(lr=0.03, alpha=0.9, eps=1e-6, weight_decay=0.1),
+                                      dict(momentum=0.9), dict(centered=True),
+                                      dict(lr=0.02, momentum=0.5, centered=True, weight_decay=0.01)])
+def test_rmsprop_steps_equal_torch_optim_rmsprop(backend, settings):
+    torch = _torch()
+    opt, torch_opt = _against_torch(lambda ps: optim.RMSprop(ps, **settings),
+                                    lambda ps: torch.optim.RMSprop(ps, foreach=False, **settings), backend)
+    for pos, t in enumerate(torch_opt.param_groups[0]["params"]):
+        theirs = torch_opt.state[t]
+        backend.assert_close(opt.state[pos]["square_avg"], theirs["square_avg"].numpy(), rtol=1e-12)
+        for ours_name, their_name in (("grad_avg", "grad_avg"), ("momentum_buffer", "momentum_buffer")):
+            assert (ours_name in opt.state[pos]) == (their_name in theirs)
+            if their_name in theirs:
+                backend.assert_close(opt.state[pos][ours_name], theirs[their_name].numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("momentum, centered, weight_decay", [(0.0, False, 0.0), (0.9, True, 1e-2), (0.5, False, 0.1)])
+def test_rmsprop_and_adamw_steps_match_the_naive_loops(backend, momentum, centered, weight_decay):
+    rng = np.random.default_rng(3)
+    w, grads = rng.standard_normal(7), [rng.standard_normal(7) for _ in range(3)]
+    p = param(w, grads[0], backend)
+    opt = optim.RMSprop([p], lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=weight_decay, momentum=momentum,
+                        centered=centered)
+    q = param(w, grads[0], backend)
+    adamw = optim.AdamW([q], lr=1e-2, betas=(0.8, 0.95), weight_decay=weight_decay)
+    state = [np.zeros(7)] * 3
+    w_adamw, m, v = w, np.zeros(7), np.zeros(7)
+    for step, g in enumerate(grads, start=1):
+        p.grad, q.grad = backend.array(g), backend.array(g)
+        opt.step()
+        adamw.step()
+        w, *state = naive.rmsprop_update(w, g, *state, 1e-2, 0.9, 1e-8, weight_decay, momentum, centered)
+        w_adamw, m, v = naive.adamw_update(w_adamw, g, m, v, 1e-2, 0.8, 0.95, 1e-8, weight_decay, step)
+        backend.assert_close(p.data, w, rtol=1e-12, atol=1e-15)
+        backend.assert_close(q.data, w_adamw, rtol=1e-12, atol=1e-15)
+
+
+def test_rmsprop_and_adamw_settings_and_state():
+    p = param([1.0], [1.0])
+    for bad, match in ((dict(alpha=-0.1), "alpha"), (dict(alpha=1.5), "alpha"), (dict(eps=-1), "eps"),
+                       (dict(momentum=-0.5), "momentum"), (dict(weight_decay=-1), "weight_decay"), (dict(lr=-1), "learning rate")):
+        with pytest.raises(ValueError, match=match):
+            optim.RMSprop([p], **bad)
+    with pytest.raises(ValueError, match="AdamW betas"):
+        optim.AdamW([p], betas=(0.9, 1.0))
+    opt = optim.RMSprop([p], momentum=0.9, centered=True)
+    opt.step()
+    q = param([1.0], [1.0])
+    q.data[:] = p.data
+    again = optim.RMSprop([q], momentum=0.9, centered=True)
+    again.load_state_dict(opt.state_dict())
+    opt.step()
+    again.step()
+    np.testing.assert_array_equal(p.data, q.data)
+    with pytest.raises(ValueError, match="'AdamW'.*Adam"):
+        optim.Adam([q]).load_state_dict(optim.AdamW([q]).state_dict())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adamw_and_rmsprop_updates_match_reference(kernel_backend, dtype):
+    be, rng = kernel_backend, np.random.default_rng(9)
+    p, g = randn(rng, (1000,), dtype), randn(rng, (1000,), dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    gp, gm, gv = be.array(p), be.array(m), be.array(v)
+    for step in (1, 2, 3):
+        be.impl.adamw_update(gp, be.array(g), gm, gv, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
+        R.adamw_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
+        for a, r in ((gp, p), (gm, m), (gv, v)):
+            be.assert_same_arithmetic(a, r)
+    for momentum, centered in ((0.0, False), (0.9, False), (0.0, True), (0.9, True)):
+        sq, ga, buf = (np.zeros_like(p) for _ in range(3))
+        gsq, gga, gbuf = be.array(sq), be.array(ga), be.array(buf)
+        for _ in range(3):
+            be.impl.rmsprop_update(gp, be.array(g), gsq, gga if centered else None, gbuf if momentum else None,
+                                   1e-2, 0.99, 1e-8, 1e-2, momentum, centered)
+            R.rmsprop_update(p, g, sq, ga if centered else None, buf if momentum else None,
+                             1e-2, 0.99, 1e-8, 1e-2, momentum, centered)
+            for a, r in ((gp, p), (gsq, sq), (gga, ga), (gbuf, buf)):
+                be.assert_same_arithmetic(a, r)
+
+
+@given(size=st.integers(1, 50), weight_decay=st.sampled_from([0.0, 1e-2]), momentum=st.sampled_from([0.0, 0.9]),
+       centered=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31))
+@MANY_EXAMPLES
+def test_adamw_and_rmsprop_update_kernels_bitwise(size, weight_decay, momentum, centered, dtype, seed):
+    rng = np.random.default_rng(seed)
+    host_kernel("adamw_update", dtype)         # skipped without the host build
+    host = backends.host_backend()
+    param_, grad = randn(rng, (size,), dtype), randn(rng, (size,), dtype)
+    ours = [param_.copy()] + [np.zeros_like(param_) for _ in range(2)]
+    ref = [a.copy() for a in ours]
+    for step in range(1, 4):
+        host.adamw_update(ours[0], grad, ours[1], ours[2], 1e-3, 0.9, 0.999, 1e-8, weight_decay, step)
+        R.adamw_update(ref[0], grad, ref[1], ref[2], 1e-3, 0.9, 0.999, 1e-8, weight_decay, step)
+    for a, r in zip(ours, ref):
+        np.testing.assert_array_equal(a, r)
+    ours = [param_.copy()] + [np.zeros_like(param_) for _ in range(3)]
+    ref = [a.copy() for a in ours]
+    for _ in range(3):
+        for p, sq, ga, buf, backend in ((*ours, host), (*ref, R)):
+            backend.rmsprop_update(p, grad, sq, ga if centered else None, buf if momentum else None,
+                                   1e-2, 0.99, 1e-8, weight_decay, momentum, centered)
+    for a, r in zip(ours, ref):
+        np.testing.assert_array_equal(a, r)
+
+
+# --------------------------------------------------------------------------- schedules against torch's
+def _lrs(scheduler, optimizer, epochs):
+    lrs = []
+    for _ in range(epochs):
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+        scheduler.step()
+    return np.array(lrs)
+
+
+def _two_groups(make_optimizer, torch_params=None):
+    if torch_params is None:
+        groups = [{"params": [param([1.0], [0.0])]}, {"params": [param([1.0], [0.0])], "lr": 0.3}]
+    else:
+        groups = [{"params": [torch_params[0]]}, {"params": [torch_params[1]], "lr": 0.3}]
+    return make_optimizer(groups)
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib, opt: lib.StepLR(opt, step_size=3, gamma=0.5),
+    lambda lib, opt: lib.LinearLR(opt, start_factor=0.1, total_iters=4),
+    lambda lib, opt: lib.LinearLR(opt, start_factor=1.0, end_factor=0.2, total_iters=6),
+    lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=7),
+    lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=5, eta_min=0.01),       # and on past T_max
+    lambda lib, opt: lib.SequentialLR(opt, [lib.LinearLR(opt, start_factor=0.01, total_iters=3),
+                                            lib.CosineAnnealingLR(opt, T_max=9, eta_min=1e-3)], milestones=[3]),
+    lambda lib, opt: lib.SequentialLR(opt, [lib.LinearLR(opt, 0.5, total_iters=2), lib.StepLR(opt, 2, 0.5),
+                                            lib.CosineAnnealingLR(opt, T_max=4)], milestones=[2, 6]),
+], ids=["step", "warmup", "linear-decay", "cosine", "cosine-eta-min-past-T_max", "warmup-then-cosine", "three"])
+def test_schedules_give_torchs_learning_rates(make):
+    torch = _torch()
+    epochs = 14
+    ours = _two_groups(lambda groups: optim.SGD(groups, lr=0.1, momentum=0.9))
+    torch_params = [torch.zeros(1, requires_grad=True) for _ in range(2)]
+    theirs = _two_groups(lambda groups: torch.optim.SGD(groups, lr=0.1, momentum=0.9), torch_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # torch warns that scheduler.step() came before optimizer.step()
+        expected = _lrs(make(torch.optim.lr_scheduler, theirs), theirs, epochs)
+    np.testing.assert_allclose(_lrs(make(optim, ours), ours, epochs), expected, rtol=1e-10, atol=1e-15)
+
+
+def test_schedule_state_and_errors():
+    opt = optim.SGD([param([1.0], [0.0])], lr=0.1)
+    warmup = optim.SequentialLR(opt, [optim.LinearLR(opt, 0.1, total_iters=2), optim.CosineAnnealingLR(opt, 8)], [2])
+    for _ in range(5):
+        warmup.step()
+    lr = opt.param_groups[0]["lr"]
+    again = optim.SequentialLR(opt, [optim.LinearLR(opt, 0.1, total_iters=2), optim.CosineAnnealingLR(opt, 8)], [2])
+    again.load_state_dict(warmup.state_dict())
+    warmup.step()
+    again.step()
+    assert opt.param_groups[0]["lr"] != lr and again.epoch == warmup.epoch == 6
+    with pytest.raises(ValueError, match="one milestone fewer"):
+        optim.SequentialLR(opt, [optim.LinearLR(opt)], milestones=[3])
+    with pytest.raises(TypeError, match="ReduceLROnPlateau"):
+        optim.SequentialLR(opt, [optim.LinearLR(opt), optim.ReduceLROnPlateau(opt)], milestones=[3])
+    with pytest.raises(ValueError, match="T_max"):
+        optim.CosineAnnealingLR(opt, T_max=0)
+    with pytest.raises(ValueError, match="start_factor"):
+        optim.LinearLR(opt, start_factor=0)
+    with pytest.raises(ValueError, match="'CosineAnnealingLR'.*StepLR"):
+        optim.StepLR(opt, 2).load_state_dict(optim.CosineAnnealingLR(opt, 3).state_dict())

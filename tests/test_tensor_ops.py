@@ -227,3 +227,44 @@ def test_to_another_device_and_back_carries_the_gradient(gpu_backend):
     (back.cuda() * 3.0).sum().backward()
     assert isinstance(back.grad, np.ndarray)
     np.testing.assert_array_equal(back.grad, [3.0, 3.0, 3.0])
+
+
+# --------------------------------------------------------------------------- PyTorch's names (dim, keepdim)
+def test_dim_and_keepdim_are_pytorchs_names_for_axis_and_keepdims():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    X, T = mc.Tensor(x), torch.from_numpy(x)
+    np.testing.assert_allclose(F.softmax(X, dim=1).data, torch.softmax(T, dim=1).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(F.log_softmax(X, dim=0).data, torch.log_softmax(T, dim=0).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mc.nn.Softmax(dim=1)(X).data, torch.nn.Softmax(dim=1)(T).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(X.sum(dim=2, keepdim=True).data, T.sum(dim=2, keepdim=True).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(X.mean(dim=(0, 2)).data, T.mean(dim=(0, 2)).numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(X.max(dim=1).data, T.max(dim=1).values.numpy())      # values only (NumPy's)
+    np.testing.assert_array_equal(X.min(dim=-1, keepdim=True).data, T.min(dim=-1, keepdim=True).values.numpy())
+    np.testing.assert_array_equal(X.argmax(dim=2), T.argmax(dim=2).numpy())
+    np.testing.assert_array_equal(X.argmin(dim=0), T.argmin(dim=0).numpy())
+    np.testing.assert_array_equal(mc.cat([X, X], dim=2).data, torch.cat([T, T], dim=2).numpy())
+    np.testing.assert_array_equal(mc.stack([X, X], dim=1).data, torch.stack([T, T], dim=1).numpy())
+    assert X.unsqueeze(dim=1).shape == tuple(T.unsqueeze(dim=1).shape)
+    assert X[:1].squeeze(dim=0).shape == tuple(T[:1].squeeze(dim=0).shape)
+    # NumPy's names give the very same ops
+    np.testing.assert_array_equal(F.softmax(X, axis=1).data, F.softmax(X, dim=1).data)
+    np.testing.assert_array_equal(X.sum(axis=2, keepdims=True).data, X.sum(dim=2, keepdim=True).data)
+    np.testing.assert_array_equal(mc.cat([X, X], axis=2).data, mc.cat([X, X], dim=2).data)
+
+
+@pytest.mark.parametrize("call", [
+    lambda X: F.softmax(X, dim=1, axis=1),
+    lambda X: F.log_softmax(X, 1, axis=0),
+    lambda X: mc.nn.Softmax(dim=1, axis=1),
+    lambda X: X.sum(dim=0, axis=0),
+    lambda X: X.mean(0, keepdim=True, keepdims=True),
+    lambda X: X.max(dim=0, axis=1),
+    lambda X: X.argmax(dim=0, axis=0),
+    lambda X: mc.cat([X, X], dim=0, axis=0),
+    lambda X: mc.stack([X, X], 0, axis=0),
+    lambda X: X.squeeze(dim=0, axis=0),
+])
+def test_dim_and_axis_together_are_refused(call):
+    with pytest.raises(TypeError, match=r"name the same argument .*pass one of them"):
+        call(mc.Tensor(np.ones((1, 3))))

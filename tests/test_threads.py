@@ -218,6 +218,13 @@ def every_op(backend, case):
     m, v = np.zeros_like(param), np.zeros_like(param)
     backend.adam_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, 1)
     out["adam param"], out["adam m"], out["adam v"] = param, m, v
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    backend.adamw_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, 1)
+    out["adamw param"], out["adamw m"], out["adamw v"] = param, m, v
+    square_avg, grad_avg, buffer = np.zeros_like(param), np.zeros_like(param), np.zeros_like(param)
+    backend.rmsprop_update(param, grad, square_avg, grad_avg, buffer, 1e-2, 0.99, 1e-8, 1e-2, 0.9, True)
+    out["rmsprop param"], out["rmsprop square_avg"] = param, square_avg
+    out["rmsprop grad_avg"], out["rmsprop buffer"] = grad_avg, buffer
     return out
 
 

@@ -237,3 +237,71 @@ def test_named_base_loads_torchvision_weights(tmp_path):
     assert model.head.fc.weight.shape == (4, 256) and transfer.count_parameters(model)[0] == 4 * 256 + 4
     with pytest.raises(ValueError, match="weights= is for a base given by name"):
         transfer.transfer_model(source, num_classes=4, weights=tmp_path / "alexnet.npz")
+
+
+# --------------------------------------------------------------------------- Keras's switch: module.trainable
+def _base_with_batch_norm():
+    from collections import OrderedDict
+    nn = mc.nn
+    mc.manual_seed(3)
+    return nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 4, 3), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
+                                     conv2=nn.Conv2d(4, 4, 3), bn2=nn.BatchNorm2d(4, affine=False), relu2=nn.ReLU()))
+
+
+def test_trainable_false_freezes_and_keeps_batch_norm_in_inference_through_train():
+    base = _base_with_batch_norm()
+    model = mc.nn.Sequential(base, mc.nn.GlobalAvgPool2d(), mc.nn.Linear(4, 3))
+    base.trainable = False
+    assert not base.trainable and not base.conv1.trainable and model.trainable
+    assert not any(p.requires_grad for p in base.parameters())
+    model.train()                                            # as mc.fit does each epoch
+    assert not base.bn1.training and not base.bn2.training   # affine=False too, as in Keras
+    assert base.conv1.training and model[2].training
+    x, y = _images(size=10)
+    frozen = {**_snapshot(base), **{k: v.copy() for k, v in base.state_dict().items()}}
+    _sgd_steps(model, x, y)
+    for name, value in base.state_dict().items():            # weights and running statistics untouched
+        np.testing.assert_array_equal(value, frozen[name], err_msg=name)
+
+    base.trainable = True                                    # the Keras line really unfreezes
+    assert base.trainable and all(p.requires_grad for p in base.parameters())
+    assert base.bn1.training and base.bn2.training           # back under the model's mode
+    model.eval()
+    assert not base.bn1.training
+    model.train()
+    assert base.bn1.training
+    _sgd_steps(model, x, y)
+    for name, value in base.state_dict().items():            # weights and running statistics move
+        if name not in ("conv1.bias", "conv2.bias"):         # (a bias before BatchNorm has no gradient)
+            assert not np.array_equal(value, frozen[name]), name
+
+
+def test_trainable_false_on_a_model_in_eval_mode_stays_in_eval_after_unfreezing():
+    base = _base_with_batch_norm().eval()
+    base.trainable = False
+    base.trainable = True
+    assert not base.bn1.training                             # unfreezing does not switch modes
+    base.train()
+    assert base.bn1.training
+
+
+def test_keras_fine_tuning_recipe_and_fine_tune_from_agree():
+    keras_way = _base_with_batch_norm()
+    keras_way.trainable = True
+    for layer in list(keras_way.children())[:3]:             # conv1, bn1, relu1 stay frozen
+        layer.trainable = False
+    ours = transfer.fine_tune_from(_base_with_batch_norm(), "conv2")
+    for model in (keras_way, ours):
+        model.train()
+        assert [n for n, p in model.named_parameters() if p.requires_grad] == ["conv2.weight", "conv2.bias"]
+        assert not model.bn1.training and model.bn2.training
+    with pytest.raises(TypeError, match="trainable must be True or False"):
+        ours.trainable = "no"
+
+
+def test_freeze_and_unfreeze_are_the_trainable_switch():
+    base = _base_with_batch_norm()
+    assert transfer.freeze(base) is base and not base.trainable and not base.bn1.training
+    assert transfer.unfreeze(base) is base and base.trainable and base.bn1.training
+    base.requires_grad_(False)                              # PyTorch's way: the parameters only
+    assert base.trainable and base.bn1.training

@@ -204,6 +204,28 @@ def test_preprocessing():
     assert weights.center_crop(np.zeros((1, 3, 256, 256)), 224).shape == (1, 3, 224, 224)
 
 
+def test_preprocessing_is_a_loader_transform():
+    pre = weights.preprocessing("vgg16")
+    images = np.random.default_rng(0).random((5, 3, 6, 6)).astype(np.float32)
+    dataset = mc.data.ArrayDataset(images, np.arange(5) % 2)
+    batches = list(mc.data.DataLoader(dataset, batch_size=2, transform=pre))
+    np.testing.assert_allclose(np.concatenate([x for x, _ in batches]), pre(images), rtol=1e-6)
+    with_crop = mc.data.DataLoader(dataset, batch_size=5, transform=mc.data.Compose([mc.data.CenterCrop(4), pre]))
+    assert next(iter(with_crop))[0].shape == (5, 3, 4, 4)
+
+
+def test_a_transform_the_loader_cannot_call_is_refused_where_it_is_given():
+    dataset = mc.data.ArrayDataset(np.zeros((2, 3, 4, 4), np.float32), np.array([0, 1]))
+    for transform in (lambda image: image, lambda image, rng, size: image):
+        with pytest.raises(TypeError, match=r"cannot be called as transform\(image, rng\).*lambda image, rng"):
+            mc.data.DataLoader(dataset, transform=transform)
+        with pytest.raises(TypeError, match=r"Compose: transform .* cannot be called as transform\(image, rng\)"):
+            mc.data.Compose([mc.data.CenterCrop(2), transform])
+    with pytest.raises(TypeError, match="must be callable"):
+        mc.data.DataLoader(dataset, transform="vgg16")
+    assert mc.data.DataLoader(dataset, transform=lambda image, rng=None: image * 2).transform is not None
+
+
 def test_minicnn_checkpoint(tmp_path):
     from minicnn import checkpoint
     model = mc.models.alexnet_small()

@@ -150,3 +150,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         """param, m and v updated in place; step counts from 1."""
+
+    @abc.abstractmethod
+    def adamw_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        """param, m and v updated in place (weight decay decoupled from the gradient); step counts from 1."""
+
+    @abc.abstractmethod
+    def rmsprop_update(self, param, grad, square_avg, grad_avg, buffer, lr, alpha, eps, weight_decay, momentum,
+                       centered):
+        """param, square_avg, grad_avg (None unless centered) and buffer (None unless momentum > 0)
+        updated in place."""

@@ -484,3 +484,35 @@ class KernelBackend(Backend):
         for original, work in ((param, p), (m, mw), (v, vw)):
             self._write_back(original, work)
 
+    def adamw_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        op = "adamw_update"
+        p = self._inplace(op, "param", param, param.dtype)
+        mw = self._inplace(op, "m", m, param.dtype)
+        vw = self._inplace(op, "v", v, param.dtype)
+        grad = self._array(op, "grad", grad, param.dtype)
+        # the same double-precision scalars as the NumPy reference computes
+        self.loader.run("adamw_update", p.size, p, grad, mw, vw, float(lr), float(beta1), float(beta2),
+                        1.0 - beta1, 1.0 - beta2, 1.0 - beta1 ** step, 1.0 - beta2 ** step,
+                        float(eps), 1.0 - lr * weight_decay)
+        for original, work in ((param, p), (m, mw), (v, vw)):
+            self._write_back(original, work)
+
+    def rmsprop_update(self, param, grad, square_avg, grad_avg, buffer, lr, alpha, eps, weight_decay, momentum,
+                       centered):
+        op = "rmsprop_update"
+        if centered and grad_avg is None:
+            raise ValueError(f"{op}: centered RMSprop needs a grad_avg buffer")
+        if momentum > 0 and buffer is None:
+            raise ValueError(f"{op}: momentum {momentum} needs a momentum buffer")
+        p = self._inplace(op, "param", param, param.dtype)
+        sq = self._inplace(op, "square_avg", square_avg, param.dtype)
+        # a buffer the settings leave unused is never read nor written: the parameter stands in
+        ga = p if grad_avg is None else self._inplace(op, "grad_avg", grad_avg, param.dtype)
+        buf = p if buffer is None else self._inplace(op, "buffer", buffer, param.dtype)
+        grad = self._array(op, "grad", grad, param.dtype)
+        self.loader.run("rmsprop_update", p.size, p, grad, sq, ga, buf, float(lr), float(alpha), 1.0 - alpha,
+                        float(eps), float(weight_decay), float(momentum), int(bool(centered)))
+        for original, work in ((param, p), (square_avg, sq), (grad_avg, ga), (buffer, buf)):
+            if original is not None:
+                self._write_back(original, work)
+

@@ -351,3 +351,41 @@ class ReferenceBackend(Backend):
         m_hat = m / (1 - beta1 ** step)
         v_hat = v / (1 - beta2 ** step)
         param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+    def adamw_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        """AdamW (Loshchilov & Hutter, PyTorch's AdamW): the weights shrink by lr * weight_decay
+        first (decoupled weight decay, not added to the gradient), then Adam's step on the gradient."""
+        param *= 1 - lr * weight_decay
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        m_hat = m / (1 - beta1 ** step)
+        v_hat = v / (1 - beta2 ** step)
+        param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+    def rmsprop_update(self, param, grad, square_avg, grad_avg, buffer, lr, alpha, eps, weight_decay, momentum,
+                       centered):
+        """RMSprop as PyTorch has it: divide the gradient by a running root mean square of it.
+
+        g = grad + weight_decay * param;  square_avg = alpha square_avg + (1 - alpha) g^2;
+        avg = sqrt(square_avg - grad_avg^2) + eps when centered (grad_avg: the running mean of g),
+        sqrt(square_avg) + eps otherwise; param -= lr * g / avg, or with momentum
+        buffer = momentum buffer + g / avg, param -= lr * buffer.
+        """
+        g = grad + weight_decay * param
+        square_avg *= alpha
+        square_avg += (1 - alpha) * g * g
+        if centered:
+            grad_avg *= alpha
+            grad_avg += (1 - alpha) * g
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            avg = np.sqrt(square_avg)
+        avg += eps
+        if momentum > 0:
+            buffer *= momentum
+            buffer += g / avg
+            param -= lr * buffer
+        else:
+            param -= lr * g / avg

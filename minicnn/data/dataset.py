@@ -12,10 +12,16 @@ import numpy as np
 class Dataset:
     """The interface every dataset follows: ``len(ds)`` and ``ds[i] -> (image, label)``.
 
-    ``classes`` names the class of each label id (``classes[label]``).
+    ``classes`` names the class of each label id (``classes[label]``); ``class_names``
+    is the same list under Keras's name.
     """
 
     classes = ()
+
+    @property
+    def class_names(self):
+        """The name of each class id, ``class_names[label]`` (Keras's name for ``classes``)."""
+        return list(self.classes)
 
     def __len__(self):
         raise NotImplementedError

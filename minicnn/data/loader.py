@@ -5,7 +5,8 @@ shuffle from a generator seeded with (seed, epoch), and each image's augmentatio
 from one seeded with (seed, epoch, its place in the epoch). So epoch 7 is the same
 whether the run went straight through or was stopped after epoch 6 and resumed
 (the loader needs no saved state beyond its seed and the epoch number), and an
-image is augmented alike however many data-parallel ranks share the epoch.
+image is augmented alike however many data-parallel ranks share the epoch, and
+however many worker processes prepare it (num_workers, data/workers.py).
 """
 
 import queue
@@ -14,7 +15,9 @@ import threading
 import numpy as np
 
 from .. import random as _random
-from .dataset import Dataset
+from .dataset import Dataset, Subset
+from .transforms import check_transform
+from .workers import WorkerPool
 
 
 class DataLoader:
@@ -30,6 +33,12 @@ class DataLoader:
     transform: called as ``transform(image, rng)`` on every image (see transforms).
     prefetch: how many batches a background thread prepares ahead while the
     model trains on the current one (0: prepare each batch when it is asked for).
+    num_workers: 0 prepares the batches in this process (with the prefetch thread);
+    N > 0 decodes and augments them in N worker processes, ``prefetch`` batches ahead
+    each (at least one), giving the same batches bit for bit. The workers start at
+    the first epoch and stay until ``close()``, the loader's end or interpreter exit
+    (data/workers.py). With a start method other than fork (macOS, Windows) the
+    dataset and the transform must be picklable.
 
     Each ``for batch in loader`` is one epoch; the epoch number counts up by one
     per pass, or is set with ``set_epoch`` (fit does that, so resuming works).
@@ -46,13 +55,15 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, seed=None, drop_last=False,
-                 transform=None, prefetch=2, num_replicas=1, rank=0):
+                 transform=None, prefetch=2, num_replicas=1, rank=0, num_workers=0):
         if not isinstance(dataset, Dataset):
             raise TypeError(f"DataLoader needs a minicnn.data Dataset, got {type(dataset).__name__}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if int(prefetch) < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        if not isinstance(num_workers, (int, np.integer)) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         if int(num_replicas) < 1 or not 0 <= int(rank) < int(num_replicas):
             raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got num_replicas={num_replicas}, "
                              f"rank={rank}")
@@ -64,9 +75,11 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.seed = _random.next_seed() if seed is None else int(seed)
         self.drop_last = bool(drop_last)
-        self.transform = transform
+        self.transform = None if transform is None else check_transform(transform, "DataLoader")
         self.prefetch = int(prefetch)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.num_workers = int(num_workers)
+        self._pool = None
         self.epoch = 0
 
     def _global_batches(self):
@@ -97,32 +110,66 @@ class DataLoader:
         """Make the next pass epoch number ``epoch`` (its shuffle and augmentation)."""
         self.epoch = int(epoch)
 
-    def _batches(self, epoch):
+    def _plan(self, epoch):
+        """(epoch positions, dataset indices) of each batch of the epoch, in order."""
         n = len(self.dataset)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
             start, stop = self._slice(b)
-            images, labels = [], []
-            for position in range(start, stop):
-                image, label = self.dataset[int(order[position])]
-                if self.transform is not None:
-                    # the image's own draws: the same whichever rank (and how many) prepare it
-                    image = self.transform(image, np.random.default_rng([self.seed, epoch, position]))
-                images.append(image)
-                labels.append(label)
-            shapes = {im.shape for im in images}
-            if len(shapes) > 1:
-                raise ValueError(f"images in one batch differ in shape {sorted(shapes)}: resize or crop them "
-                                 "to one size (e.g. a Resize or CenterCrop transform)")
-            yield np.stack(images).astype(np.float32, copy=False), np.asarray(labels, dtype=np.int64)
+            yield list(range(start, stop)), [int(i) for i in order[start:stop]]
+
+    def _batches(self, epoch):
+        for positions, indices in self._plan(epoch):
+            yield make_batch(self.dataset, self.transform, self.seed, epoch, positions, indices)
 
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        if self.prefetch == 0:
+        if self.num_workers > 0:
+            yield from self._from_workers(epoch)
+        elif self.prefetch == 0:
             yield from self._batches(epoch)
         else:
             yield from self._prefetched(self._batches(epoch))
+
+    @property
+    def worker_pids(self):
+        """The process ids of the workers while they run (empty before the first epoch and after close())."""
+        return self._pool.pids if self._pool is not None else []
+
+    def close(self):
+        """Stop the worker processes (they start again at the next epoch)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _from_workers(self, epoch):
+        """The epoch's batches, prepared by the worker processes, in order."""
+        if self._pool is None:
+            self._pool = WorkerPool(make_batch, self.dataset, self.transform, self.seed, self.num_workers,
+                                    slots=self.num_workers * max(1, self.prefetch))
+        pool = self._pool
+        generation = pool.new_generation()     # what an abandoned epoch still has in flight is dropped
+        plan, total, sent, received = self._plan(epoch), len(self), 0, 0
+        try:
+            while received < total:
+                if generation != pool.generation:
+                    raise RuntimeError("this DataLoader started another pass over its data while this one was "
+                                       "unfinished; with workers a loader runs one pass at a time")
+                if sent < total and pool.free_slots:
+                    pool.send(sent, epoch, *next(plan))
+                    sent += 1
+                elif (generation, received) in pool.ready:
+                    yield pool.ready.pop((generation, received))
+                    received += 1
+                else:
+                    pool.receive_one()
+        except GeneratorExit:                  # the caller left the loop: the workers stay for the next epoch
+            raise
+        except BaseException:                  # an error, Ctrl-C: stop the workers, the next epoch starts new ones
+            if self._pool is pool:
+                self.close()
+            raise
 
     def _prefetched(self, batches):
         """Run ``batches`` in a background thread, ``prefetch`` batches ahead.
@@ -166,3 +213,40 @@ class DataLoader:
         finally:
             stop.set()
             worker.join()
+
+
+
+def make_batch(dataset, transform, seed, epoch, positions, indices):
+    """One batch: the images at ``indices`` of ``dataset``, each transformed with the generator seeded
+    (seed, epoch, its position in the epoch), stacked as float32 (N, C, H, W), and their labels as int64.
+    The same function in the main process and in a worker: the same batch wherever it is made. An error
+    while reading or transforming an image says which sample (and file) it was."""
+    images, labels = [], []
+    for position, index in zip(positions, indices):
+        try:
+            image, label = dataset[index]
+            if transform is not None:
+                # the image's own draws: the same whichever rank or worker (and how many) prepare it
+                image = transform(image, np.random.default_rng([seed, epoch, position]))
+        except Exception as error:
+            if hasattr(error, "add_note"):              # Python 3.11+: shown with the traceback
+                error.add_note(f"while preparing {_describe(dataset, index)} (position {position} of epoch {epoch})")
+            raise
+        images.append(image)
+        labels.append(label)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"images in one batch differ in shape {sorted(shapes)}: resize or crop them "
+                         "to one size (e.g. a Resize or CenterCrop transform)")
+    return np.stack(images).astype(np.float32, copy=False), np.asarray(labels, dtype=np.int64)
+
+
+def _describe(dataset, index):
+    """How error messages name a sample: "sample 17 (file /data/cat/003.jpg)", through Subsets."""
+    description = f"sample {index}"
+    while isinstance(dataset, Subset):
+        index, dataset = int(dataset.indices[index]), dataset.dataset
+    files = getattr(dataset, "files", None)
+    if files is not None and 0 <= index < len(files):
+        description += f" (file {files[index]})"
+    return description

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .dataset import ArrayDataset, Dataset, split
+from .transforms import _pair
 
 MNIST5K_SEED = 0  # the fixed seed of the 4,000 / 1,000 split: every run tests on the same digits
 
@@ -62,12 +63,13 @@ def _pil():
 def load_image(path, image_size=None, color_mode="rgb"):
     """Decode one image file with Pillow into a float32 (C, H, W) array in [0, 1].
 
-    image_size: (height, width) to resize to (bilinear), or None to keep the size.
+    image_size: (height, width) or one int (a square) to resize to (bilinear), or None to keep the size.
     color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
     A missing file raises FileNotFoundError; an unreadable or truncated one
     ValueError naming the file.
     """
     Image = _pil()
+    size = None if image_size is None else _pair(image_size, "image_size")
     if os.path.isdir(path):
         raise IsADirectoryError(f"image {path} is a folder, not an image file")
     if not os.path.isfile(path):
@@ -76,8 +78,8 @@ def load_image(path, image_size=None, color_mode="rgb"):
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later
             img = img.convert("RGB" if color_mode == "rgb" else "L")
-            if image_size is not None:
-                height, width = image_size
+            if size is not None:
+                height, width = size
                 img = img.resize((width, height), Image.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "bad file"
@@ -99,15 +101,13 @@ def file_digest(path):
 class ImageFiles(Dataset):
     """Image files at listed paths, with their labels: ``files[i]`` has class ``labels[i]``.
 
-    Decoded when read, resized to ``image_size`` (height, width) as ImageFolder does.
+    Decoded when read, resized to ``image_size`` (height, width, or one int for a square) as ImageFolder does.
     This is how a run's recorded test split is read back exactly (python -m minicnn evaluate).
     """
 
     def __init__(self, files, labels, classes, image_size=(256, 256), color_mode="rgb"):
         if color_mode not in ("rgb", "grayscale"):
             raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
-        if image_size is None or len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
         if len(files) != len(labels):
             raise ValueError(f"{len(files)} files but {len(labels)} labels")
         self.files = [str(f) for f in files]
@@ -115,7 +115,7 @@ class ImageFiles(Dataset):
         self.classes = list(classes)
         if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise ValueError(f"labels must lie in [0, {len(self.classes)})")
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = _pair(image_size, "image_size")
         self.color_mode = color_mode
 
     def __len__(self):
@@ -131,9 +131,10 @@ class ImageFolder(ImageFiles):
 
         root/cat/001.jpg  root/cat/002.png  root/dog/001.jpg ...
 
-    Labels come from the sub-folder names in sorted order (``classes``). Images
-    are decoded when they are read (so a DataLoader's background thread overlaps
-    decoding with training) and resized to ``image_size`` (height, width).
+    Labels come from the sub-folder names in sorted order (``classes``, also under
+    Keras's name ``class_names``). Images are decoded when they are read (so a
+    DataLoader's background thread overlaps decoding with training) and resized to
+    ``image_size``: (height, width), or one int for a square (Keras's image_size=160).
 
     on_error="raise": an unreadable or truncated image raises ValueError naming
     the file when it is read. on_error="skip": every file is decoded once here,
@@ -145,12 +146,10 @@ class ImageFolder(ImageFiles):
             raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if image_size is None or len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
         if not os.path.isdir(root):
             raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
         self.root = root
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = _pair(image_size, "image_size")
         self.color_mode = color_mode
         self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         if not self.classes:
@@ -179,6 +178,9 @@ class ImageFolder(ImageFiles):
 
 def image_folder(root, image_size=(256, 256), color_mode="rgb", validation_split=None, seed=0, on_error="raise"):
     """An ImageFolder, or (train, validation) Subsets of it when ``validation_split`` is given.
+
+    image_size: (height, width), or one int for a square; every image is resized to it.
+    The class names (the sub-folders, sorted) are ``dataset.class_names`` (``classes``).
 
     validation_split: the fraction (0..1) of the images held out, chosen at
     random with ``seed`` (the same seed gives the same split every time).

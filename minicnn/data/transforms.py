@@ -12,18 +12,22 @@ Training (the paper): Resize(256) -> RandomCrop(227) -> RandomHorizontalFlip()
 CenterCrop(227), or TenCrop(227) to average the predictions of ten views.
 """
 
+import inspect
+
 import numpy as np
 
 from .dataset import Dataset
 
 
 def _pair(size, what):
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
+    """A size given as an int (a square) or as (height, width), as a (height, width) tuple of ints."""
+    try:
+        pair = (int(size),) * 2 if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or min(pair) < 1 or isinstance(size, bool):
         raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}")
-    return size
+    return pair
 
 
 def _check_image(image, what):
@@ -36,11 +40,26 @@ def _rng(rng):
     return rng if rng is not None else np.random.default_rng()
 
 
+def check_transform(transform, where):
+    """``transform`` if it can be called as ``transform(image, rng)``, else a TypeError saying how."""
+    if not callable(transform):
+        raise TypeError(f"{where}: a transform must be callable as transform(image, rng), got {transform!r}")
+    try:
+        inspect.signature(transform).bind(None, None)
+    except ValueError:           # no signature to read (a builtin): it will tell at its first call
+        pass
+    except TypeError:
+        raise TypeError(f"{where}: transform {transform!r} cannot be called as transform(image, rng): the loader "
+                        "passes each image with its own seeded generator; wrap a one-argument function f "
+                        "as lambda image, rng: f(image)") from None
+    return transform
+
+
 class Compose:
     """Apply transforms one after another, passing the same rng to each."""
 
     def __init__(self, transforms):
-        self.transforms = list(transforms)
+        self.transforms = [check_transform(t, "Compose") for t in transforms]
 
     def __call__(self, image, rng=None):
         for t in self.transforms:

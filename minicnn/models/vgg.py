@@ -101,3 +101,18 @@ def vgg16_torchvision_names(batch_norm=False):
                         if isinstance(layer, (nn.Conv2d, nn.BatchNorm2d)))
     names.update([("classifier.0", "fc6"), ("classifier.3", "fc7"), ("classifier.6", "fc8")])
     return names
+
+
+def vgg16_keras_names():
+    """Keras's VGG16 layer names -> ours: {"block1_conv1": "conv1_1", ..., "fc1": "fc6", "fc2": "fc7",
+    "predictions": "fc8"}; and the names a Keras 3 .weights.h5 file gives the layers when it does not
+    store theirs (conv2d, conv2d_1, ..., conv2d_12, dense, dense_1, dense_2: by class, in build order)."""
+    convs = [name for _, name, layer in _vgg16_layers() if isinstance(layer, nn.Conv2d)]
+    names = OrderedDict()
+    for name in convs:                                   # "conv3_2" is Keras's "block3_conv2"
+        block, conv = name[len("conv"):].split("_")
+        names[f"block{block}_conv{conv}"] = name
+    names.update([("fc1", "fc6"), ("fc2", "fc7"), ("predictions", "fc8")])
+    names.update((f"conv2d_{i}" if i else "conv2d", name) for i, name in enumerate(convs))
+    names.update([("dense", "fc6"), ("dense_1", "fc7"), ("dense_2", "fc8")])
+    return names

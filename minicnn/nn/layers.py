@@ -168,11 +168,13 @@ class _BatchNorm(Module):
     hold them and torchvision's weights load. In training mode the layer normalises
     with the batch's statistics and moves the running ones towards them (momentum=None:
     a cumulative average, momentum 1/num_batches_tracked); in eval mode it uses the
-    running ones (the batch's when track_running_stats=False).
+    running ones (the batch's when track_running_stats=False). Frozen with
+    ``trainable = False``, it stays in eval mode through train() (Module.trainable).
     """
 
     expected_dims = ()          # the input ranks the subclass accepts
     layout = ""
+    inference_when_frozen = True    # trainable = False: running statistics, kept (Keras)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
         super().__init__()
@@ -250,14 +252,17 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    """softmax along ``axis`` (PyTorch calls it dim)."""
+    """softmax along ``dim`` (default -1; NumPy's name ``axis`` works too)."""
 
-    def __init__(self, axis=-1):
+    def __init__(self, dim=None, *, axis=None):
         super().__init__()
-        self.axis = axis
+        self.dim = checks.dim_or_axis("Softmax", -1, dim=dim, axis=axis)
 
     def forward(self, x):
-        return F.softmax(x, self.axis)
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
 
 class Dropout(Module):

@@ -7,6 +7,9 @@ import numpy as np
 from .. import device as _device
 from ..autograd import Function, RemovableHandle, is_grad_enabled, module_scope
 from ..tensor import Parameter, Tensor
+from . import input_errors
+
+_running = []      # the modules whose __call__ is running, outermost first
 
 
 class Module:
@@ -16,6 +19,8 @@ class Module:
     order of assignment; ``register_buffer`` registers state that is saved but
     not trained (such as BatchNorm's running mean). parameters(), state_dict()
     and friends walk them.
+
+    ``module.trainable = False`` (Keras's switch) freezes it: see the property.
 
     Hooks, as in PyTorch (each register_* returns a handle with ``remove()``):
       forward_pre_hook(module, inputs)            may return replacement inputs
@@ -33,6 +38,10 @@ class Module:
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_backward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_trainable", True)
+
+    # A layer that runs in inference mode while frozen, whatever train() says (BatchNorm sets it).
+    inference_when_frozen = False
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -68,19 +77,31 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
+        probing = input_errors._probing             # a probe for the input size that fits: no hooks
+        for hook in [] if probing else list(self._forward_pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         call = None
-        if self._backward_hooks and is_grad_enabled():
+        if self._backward_hooks and is_grad_enabled() and not probing:
             call = _BackwardHookCall(self, args)
             args = call.wrap_inputs(args)
-        with module_scope(self):
-            out = self.forward(*args, **kwargs)
+        outermost = not _running
+        _running.append(self)
+        try:
+            with module_scope(self):
+                out = self.forward(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            # the layer that refused the input, and (once, at the outermost call) what would fit
+            input_errors.note(error, self, args)
+            if outermost and not probing:
+                input_errors.explain(self, args, error)
+            raise
+        finally:
+            _running.pop()
         if call is not None:
             out = call.wrap_output(out)
-        for hook in list(self._forward_hooks.values()):
+        for hook in [] if probing else list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
                 out = result
@@ -137,18 +158,43 @@ class Module:
 
     # ---------------------------------------------------------------- modes, devices, dtypes
     def train(self, mode=True):
+        """Training mode (dropout drops, BatchNorm uses batch statistics) for this module and every
+        module under it, or eval mode (False); a frozen BatchNorm stays in eval mode (see trainable)."""
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            object.__setattr__(m, "training", bool(mode) and not (m.inference_when_frozen and not m._trainable))
         return self
 
     def eval(self):
         return self.train(False)
 
     def requires_grad_(self, flag=True):
-        """Freeze (False) or unfreeze (True) every parameter of this module."""
+        """Freeze (False) or unfreeze (True) every parameter of this module (PyTorch's way: the
+        parameters only; ``trainable`` also keeps BatchNorm layers in inference mode)."""
         for p in self.parameters():
             p.requires_grad_(flag)
         return self
+
+    @property
+    def trainable(self):
+        """Keras's switch. ``module.trainable = False`` freezes every parameter of the module
+        (requires_grad False: no gradient, no update) and puts its BatchNorm layers in inference
+        mode, where train() leaves them: they normalise with the running statistics they learned
+        and keep them (Keras's rule since TensorFlow 2.0; docs/transfer.md says why).
+        ``module.trainable = True`` makes every parameter trainable again and lets the BatchNorm
+        layers follow train()/eval() again. Setting it sets it on every module below, as in
+        Keras, so ``model.trainable = True`` then ``layer.trainable = False`` for the layers to
+        keep frozen is Keras's fine-tuning recipe."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.trainable must be True or False, got {flag!r}")
+        self.requires_grad_(bool(flag))
+        for m in self.modules():
+            object.__setattr__(m, "_trainable", bool(flag))
+            if m.inference_when_frozen:          # to inference now, or back under this module's mode
+                object.__setattr__(m, "training", self.training and bool(flag))
 
     def zero_grad(self):
         for p in self.parameters():

@@ -85,6 +85,19 @@ def positive_int(op, name, value):
     return int(value)
 
 
+class InputTooSmallError(ValueError):
+    """A window (a kernel, a pooling window) larger than the padded input it slides over."""
+
+
+def channels_last_hint(x, channels):
+    """A sentence for a channel-count error when ``x`` looks channels-last: its last axis holds the
+    ``channels`` the op expects (an (N, H, W, C) batch, as Keras and PIL lay images out)."""
+    if x.ndim == 4 and x.shape[-1] == channels != x.shape[1]:
+        return (f"; minicnn is channels-first (N, C, H, W), and this input's last axis has the {channels} "
+                f"channels: a channels-last (N, H, W, C) batch? x.transpose(0, 3, 1, 2) turns it around")
+    return ""
+
+
 def check_window(op, x, kernel, padding, dilation=(1, 1)):
     """The kernel's window must fit inside the padded input; padding (top, bottom, left, right) or
     an (h, w) pair; with dilation d a kernel of size k spans d*(k-1) + 1 positions."""
@@ -93,7 +106,8 @@ def check_window(op, x, kernel, padding, dilation=(1, 1)):
     span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if span[0] > h or span[1] > w:
         spans = f" with dilation {tuple(dilation)} spans {span}, which" if tuple(dilation) != (1, 1) else ""
-        raise ValueError(f"{op}: kernel size {tuple(kernel)}{spans} is larger than the padded input ({h}, {w})")
+        raise InputTooSmallError(f"{op}: kernel size {tuple(kernel)}{spans} is larger than the padded input "
+                                 f"({h}, {w})")
 
 
 def input_4d(op, x):
@@ -107,6 +121,16 @@ def float_input(op, x):
     x = as_tensor(op, "input", x)
     check_float(op, "input", x)
     return x
+
+
+def dim_or_axis(op, default, **names):
+    """The one value given under PyTorch's name or NumPy's for the same argument (dim / axis,
+    keepdim / keepdims); ``default`` when neither is given. Both given is a TypeError."""
+    given = {name: value for name, value in names.items() if value is not None}
+    if len(given) > 1:
+        listed = " and ".join(f"{name}={value!r}" for name, value in given.items())
+        raise TypeError(f"{op}: {listed} name the same argument (PyTorch's and NumPy's names); pass one of them")
+    return next(iter(given.values()), default)
 
 
 def check_axis(op, x, axis):

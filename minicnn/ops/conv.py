@@ -45,7 +45,8 @@ class Conv2d(Function):
                              f"and the output channels ({out_ch})")
         if in_per_group * groups != x.shape[1]:
             raise ValueError(f"{op}: weight expects {in_per_group * groups} input channels "
-                             f"({in_per_group} per group x {groups} groups), input has {x.shape[1]}")
+                             f"({in_per_group} per group x {groups} groups), input has {x.shape[1]}"
+                             + checks.channels_last_hint(x, in_per_group * groups))
         if bias is not None and bias.shape != (out_ch,):
             raise ValueError(f"{op}: bias must have shape ({out_ch},), got {bias.shape}")
         pads = resolve_padding(padding, x.shape[2:], weight.shape[2:], stride, dilation)

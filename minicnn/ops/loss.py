@@ -34,9 +34,10 @@ class LogSoftmax(Function):
         return grad_output - xp.exp(y) * grad_output.sum(axis=ctx.axis, keepdims=True), None
 
 
-def log_softmax(x, axis=-1):
-    """z - logsumexp(z), with the max subtracted first so exp never overflows."""
-    return LogSoftmax.apply(x, axis)
+def log_softmax(x, dim=None, *, axis=None):
+    """z - logsumexp(z) along ``dim`` (default -1; NumPy's name ``axis`` works too), with the
+    max subtracted first so exp never overflows."""
+    return LogSoftmax.apply(x, checks.dim_or_axis("log_softmax", -1, dim=dim, axis=axis))
 
 
 class Softmax(Function):
@@ -63,9 +64,9 @@ class Softmax(Function):
         return y * (grad_output - (grad_output * y).sum(axis=ctx.axis, keepdims=True)), None
 
 
-def softmax(x, axis=-1):
-    """exp(z) / sum(exp(z)), stable."""
-    return Softmax.apply(x, axis)
+def softmax(x, dim=None, *, axis=None):
+    """exp(z) / sum(exp(z)) along ``dim`` (default -1; NumPy's name ``axis`` works too), stable."""
+    return Softmax.apply(x, checks.dim_or_axis("softmax", -1, dim=dim, axis=axis))
 
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -202,7 +203,7 @@ def cross_entropy(logits, labels, weight=None, ignore_index=-100, reduction="mea
     # there without waiting for the GPU, and the general path gets it right either way
     if plain and host is not None and not (host == ignore_index).any():
         return CrossEntropy.apply(logits, labels)
-    log_probs = log_softmax(logits, axis=1)
+    log_probs = log_softmax(logits, dim=1)
     loss = nll_loss(log_probs, labels, weight, ignore_index, reduction)
     if label_smoothing == 0.0:
         return loss

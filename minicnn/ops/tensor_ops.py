@@ -9,6 +9,7 @@ import numpy as np
 from .. import device as _device
 from ..autograd import Function
 from ..tensor import Tensor
+from . import checks
 
 
 def unbroadcast(grad, shape):
@@ -473,14 +474,14 @@ def _check_joined(op, tensors):
                              f"{tensors[0].dtype} on {tensors[0].device}")
 
 
-def cat(tensors, axis=0):
-    """Join tensors along an existing axis (torch.cat, numpy.concatenate)."""
-    return Cat.apply(axis, *tensors)
+def cat(tensors, dim=None, *, axis=None):
+    """Join tensors along an existing axis, ``dim`` (default 0) or ``axis`` (torch.cat, numpy.concatenate)."""
+    return Cat.apply(checks.dim_or_axis("cat", 0, dim=dim, axis=axis), *tensors)
 
 
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis (torch.stack, numpy.stack)."""
-    return Stack.apply(axis, *tensors)
+def stack(tensors, dim=None, *, axis=None):
+    """Join tensors of one shape along a new axis, ``dim`` (default 0) or ``axis`` (torch.stack, numpy.stack)."""
+    return Stack.apply(checks.dim_or_axis("stack", 0, dim=dim, axis=axis), *tensors)
 
 
 def flatten(x):
