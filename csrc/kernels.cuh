@@ -18,7 +18,7 @@
     X(bias_forward); X(sum_rows); X(sum_cols);                          \
     X(max_pool_forward); X(max_pool_backward);                          \
     X(avg_pool_forward); X(avg_pool_backward);                          \
-    X(lrn_forward); X(lrn_backward_ratio); X(lrn_backward); X(relu_forward); X(relu_backward); \
+    X(lrn_scale); X(lrn_forward); X(lrn_backward_terms); X(lrn_backward); X(relu_forward); X(relu_backward); \
     X(batch_norm_statistics); X(batch_norm_forward);                    \
     X(batch_norm_backward_reduce); X(batch_norm_backward);              \
     X(dropout_forward); X(dropout_backward);                            \

@@ -27,14 +27,18 @@ MC_HD T mc_lrn_power(T s, T beta) {
     return mc_pow(s, -beta);
 }
 
-// x: (N, C, H, W)  ->  y, scale: (N, C, H, W). scale is kept for the backward pass.
+// Forward in two launches, as Caffe splits it (LRNFillScale, then LRNComputeOutput): the window
+// sums first, then the powers. The powers' launch has no inner loop, so on the host the compiler
+// computes several at once in vector instructions (square roots and divisions four or eight at a
+// time); in one launch, behind the window's loop, each had to wait its turn.
+
+// x: (N, C, H, W)  ->  scale: (N, C, H, W), kept for the backward pass.
 // In MC_ROW_LOOP: a row is one plane (n, c), its columns the pixels, count = N*C. Each
 // element adds up its own window of `size` channels at its pixel (size is odd), in the
 // reference's order; on the host a plane's window is found once and each of its `size`
 // channels is read along the plane.
 template <typename T>
-MC_KERNEL lrn_forward(mc_index count, const T* x, T* y, T* scale, mc_index C, mc_index HW,
-                      mc_index size, T alpha, T beta, T k) {
+MC_KERNEL lrn_scale(mc_index count, const T* x, T* scale, mc_index C, mc_index HW, mc_index size, T alpha, T k) {
     // each (plane, pixel) is one element (n, c, pixel); plane = n*C + c
     MC_ROW_LOOP(plane, count, pixel, HW) {
         mc_index c = plane % C, first = plane - c;           // first: channel 0 of the image
@@ -46,31 +50,38 @@ MC_KERNEL lrn_forward(mc_index count, const T* x, T* y, T* scale, mc_index C, mc
             T v = x[(first + cc) * HW + pixel];
             sum += v * v;
         }
-        mc_index i = plane * HW + pixel;
-        T s = k + alpha * sum;
-        scale[i] = s;
-        y[i] = x[i] * mc_lrn_power(s, beta);
+        scale[plane * HW + pixel] = k + alpha * sum;
     }
 }
 
-// The backward in two launches. First each element's share of its neighbours' gradients,
-// ratio = dy * y / scale: y, scale, dy, ratio: (N, C, H, W), one thread per element. It is
-// computed once here instead of once in every window that holds it (`size` divisions).
+// x, scale: (N, C, H, W)  ->  y = x * scale^-beta. One thread per element.
 template <typename T>
-MC_KERNEL lrn_backward_ratio(mc_index count, const T* y, const T* scale, const T* dy, T* ratio) {
+MC_KERNEL lrn_forward(mc_index count, const T* x, const T* scale, T* y, T beta) {
+    // each i is one element (n, c, pixel)
+    MC_GRID_LOOP(i, count) {
+        y[i] = x[i] * mc_lrn_power(scale[i], beta);
+    }
+}
+
+// Backward, dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of dy_j y_j / scale_j,
+// in two launches. First the element-wise parts, one thread per element: dx's first term
+// dy * scale^-beta, and each element's share of its neighbours' sums, ratio = dy * y / scale
+// (computed once here instead of once in every window that holds it).
+// y, scale, dy: (N, C, H, W)  ->  ratio, dx: (N, C, H, W).
+template <typename T>
+MC_KERNEL lrn_backward_terms(mc_index count, const T* y, const T* scale, const T* dy, T* ratio, T* dx, T beta) {
     // each i is one element (n, c, pixel)
     MC_GRID_LOOP(i, count) {
         ratio[i] = dy[i] * y[i] / scale[i];
+        dx[i] = dy[i] * mc_lrn_power(scale[i], beta);
     }
 }
 
-// Then x, ratio, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
-//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of ratio_j
-// The window is symmetric, so "the j whose window holds i" are i's own window.
-// In MC_ROW_LOOP as lrn_forward: a row is one plane (n, c), count = N*C.
+// Then x, ratio: (N, C, H, W), dx holding the first term  ->  dx. The window is symmetric, so
+// "the j whose window holds i" are i's own window. In MC_ROW_LOOP as lrn_scale: count = N*C.
 template <typename T>
-MC_KERNEL lrn_backward(mc_index count, const T* x, const T* ratio, const T* scale, const T* dy,
-                       T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
+MC_KERNEL lrn_backward(mc_index count, const T* x, const T* ratio, T* dx, mc_index C, mc_index HW,
+                       mc_index size, T alpha, T beta) {
     // each (plane, pixel) is one element (n, c, pixel)
     MC_ROW_LOOP(plane, count, pixel, HW) {
         mc_index c = plane % C, first = plane - c;
@@ -80,6 +91,6 @@ MC_KERNEL lrn_backward(mc_index count, const T* x, const T* ratio, const T* scal
         // dy_j * y_j / scale_j over the neighbouring channels j
         for (mc_index cc = lo; cc < hi; ++cc) sum += ratio[(first + cc) * HW + pixel];
         mc_index i = plane * HW + pixel;
-        dx[i] = dy[i] * mc_lrn_power(scale[i], beta) - T(2) * alpha * beta * x[i] * sum;
+        dx[i] = dx[i] - T(2) * alpha * beta * x[i] * sum;
     }
 }

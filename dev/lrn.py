@@ -28,10 +28,12 @@ VARIANTS = {
     1: "the first kernels: one thread per element, each adding up its window of size channels",
     2: "Caffe's: one thread per column (n, pixel), a running window sum walking the channels",
     3: "variant 1 in MC_ROW_LOOP (a plane per host row), s^-3/4 by two square roots",
-    4: "as csrc/lrn.cuh: 3, its backward in two launches: dy * y / scale once per element, then the window sums",
+    4: "3, its backward in two launches: dy * y / scale once per element, then the window sums",
+    5: "as csrc/lrn.cuh: 4 with the powers in element-wise launches (vector code on the host)",
 }
 KERNELS = {1: ("lrn_forward_1", "lrn_backward_1"), 2: ("lrn_forward_2", "lrn_backward_2"),
-           3: ("lrn_forward", "lrn_backward_3"), 4: ("lrn_forward", "lrn_backward_ratio", "lrn_backward")}
+           3: ("lrn_forward_3", "lrn_backward_3"), 4: ("lrn_forward_3", "lrn_backward_ratio_4", "lrn_backward_4"),
+           5: ("lrn_scale", "lrn_forward", "lrn_backward_terms", "lrn_backward")}
 HEADER = ROOT / "dev" / "lrn_variants.cuh"
 
 # (N, C, H, W), size, alpha, beta, k, channel magnitudes spread over 10^spread
@@ -59,11 +61,20 @@ def count(variant, x_shape):
 
 def run_forward(loader, variant, x, y, scale, size, alpha, beta, k):
     n, c, h, w = x.shape
+    if variant == 5:
+        loader.run(KERNELS[5][0], n * c, x, scale, c, h * w, size, alpha, k)
+        loader.run(KERNELS[5][1], x.size, x, scale, y, beta)
+        return
     loader.run(KERNELS[variant][0], count(variant, x.shape), x, y, scale, c, h * w, size, alpha, beta, k)
 
 
 def run_backward(loader, variant, x, y, scale, dy, dx, size, alpha, beta):
     n, c, h, w = x.shape
+    if variant == 5:              # both element-wise terms first, then the window sums
+        ratio = loader.xp.empty_like(x)
+        loader.run(KERNELS[5][2], x.size, y, scale, dy, ratio, dx, beta)
+        loader.run(KERNELS[5][3], n * c, x, ratio, dx, c, h * w, size, alpha, beta)
+        return
     if variant == 4:              # the ratios first, into a scratch array (timed with it)
         ratio = loader.xp.empty_like(x)
         loader.run(KERNELS[4][1], x.size, y, scale, dy, ratio)

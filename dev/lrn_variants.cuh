@@ -24,8 +24,11 @@
 //      host a plane's window is found once and its channels are read along the plane, with
 //      no division per element. And s^-beta by mc_lrn_power: for beta = 3/4, two square roots
 //      and a division instead of pow (within 2 ulps; variants 1 and 2 call pow).
-//   4  the kernels csrc/lrn.cuh ships: 3, with the backward in two launches (dy * y / scale
-//      once per element, then the window sums over them).
+//   4  3, with the backward in two launches (dy * y / scale once per element, then the
+//      window sums over them). The same bits as 3.
+//   5  the kernels csrc/lrn.cuh ships: 4 with the powers in element-wise launches (the
+//      window sums into scale, then y = x * scale^-beta; backward's dy * scale^-beta beside
+//      the ratios), which the host compiler turns into vector code. The same bits as 3.
 #pragma once
 #include "lrn.cuh"
 
@@ -142,7 +145,33 @@ MC_KERNEL lrn_backward_2(mc_index count, const T* x, const T* y, const T* scale,
     }
 }
 
-// ----- variant 3: its forward is csrc/lrn.cuh's; its backward csrc's until variant 4 replaced it
+// ----- variant 3 (csrc/lrn.cuh's kernels until variants 4 and 5 replaced them)
+// x: (N, C, H, W)  ->  y, scale: (N, C, H, W). scale is kept for the backward pass.
+// In MC_ROW_LOOP: a row is one plane (n, c), its columns the pixels, count = N*C. Each
+// element adds up its own window of `size` channels at its pixel (size is odd), in the
+// reference's order; on the host a plane's window is found once and each of its `size`
+// channels is read along the plane.
+template <typename T>
+MC_KERNEL lrn_forward_3(mc_index count, const T* x, T* y, T* scale, mc_index C, mc_index HW,
+                        mc_index size, T alpha, T beta, T k) {
+    // each (plane, pixel) is one element (n, c, pixel); plane = n*C + c
+    MC_ROW_LOOP(plane, count, pixel, HW) {
+        mc_index c = plane % C, first = plane - c;           // first: channel 0 of the image
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
+        T sum = T(0);
+        // squares of the neighbouring channels at the same pixel
+        for (mc_index cc = lo; cc < hi; ++cc) {
+            T v = x[(first + cc) * HW + pixel];
+            sum += v * v;
+        }
+        mc_index i = plane * HW + pixel;
+        T s = k + alpha * sum;
+        scale[i] = s;
+        y[i] = x[i] * mc_lrn_power(s, beta);
+    }
+}
+
 // x, y, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
 //   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of dy_j y_j / scale_j
 // The window is symmetric, so "the j whose window holds i" are i's own window.
@@ -166,7 +195,37 @@ MC_KERNEL lrn_backward_3(mc_index count, const T* x, const T* y, const T* scale,
     }
 }
 
-// ----- variant 4 is csrc/lrn.cuh's lrn_forward, lrn_backward_ratio and lrn_backward, included above:
-// variant 3's forward; the backward in two launches, each element's dy * y / scale once (variant 3
-// divides it again in every window that holds it), then the window sums over those ratios. The
-// same operations in the same order as 3, so the same bits.
+// ----- variant 4: variant 3's forward; the backward csrc/lrn.cuh had until variant 5 replaced it
+// The backward in two launches. First each element's share of its neighbours' gradients,
+// ratio = dy * y / scale: y, scale, dy, ratio: (N, C, H, W), one thread per element. It is
+// computed once here instead of once in every window that holds it (`size` divisions).
+template <typename T>
+MC_KERNEL lrn_backward_ratio_4(mc_index count, const T* y, const T* scale, const T* dy, T* ratio) {
+    // each i is one element (n, c, pixel)
+    MC_GRID_LOOP(i, count) {
+        ratio[i] = dy[i] * y[i] / scale[i];
+    }
+}
+
+// Then x, ratio, scale, dy: (N, C, H, W)  ->  dx: (N, C, H, W).
+//   dx_i = dy_i scale_i^-beta - 2 alpha beta x_i * sum over j with i in window(j) of ratio_j
+// The window is symmetric, so "the j whose window holds i" are i's own window.
+// In MC_ROW_LOOP as lrn_forward: a row is one plane (n, c), count = N*C.
+template <typename T>
+MC_KERNEL lrn_backward_4(mc_index count, const T* x, const T* ratio, const T* scale, const T* dy,
+                         T* dx, mc_index C, mc_index HW, mc_index size, T alpha, T beta) {
+    // each (plane, pixel) is one element (n, c, pixel)
+    MC_ROW_LOOP(plane, count, pixel, HW) {
+        mc_index c = plane % C, first = plane - c;
+        mc_index lo, hi;
+        mc_channel_window(c, size, C, &lo, &hi);
+        T sum = T(0);
+        // dy_j * y_j / scale_j over the neighbouring channels j
+        for (mc_index cc = lo; cc < hi; ++cc) sum += ratio[(first + cc) * HW + pixel];
+        mc_index i = plane * HW + pixel;
+        dx[i] = dy[i] * mc_lrn_power(scale[i], beta) - T(2) * alpha * beta * x[i] * sum;
+    }
+}
+
+// ----- variant 5 is csrc/lrn.cuh's lrn_scale, lrn_forward, lrn_backward_terms and lrn_backward, included
+// above: 4 with the powers in element-wise launches, as Caffe splits its forward.

@@ -46,7 +46,7 @@ OPS = {
     "local_response_norm": (
         "b[c] = a[c] / s[c]^beta,   s[c] = k + alpha * sum_{c' within size//2 of c} a[c']^2   (paper: alpha not / size)",
         "da[i] = db[i] s[i]^-beta - 2 alpha beta a[i] sum_{j: i in window(j)} db[j] b[j] / s[j]",
-        ["local_response_norm"], ["lrn_forward", "lrn_backward"], ["lrn_forward", "lrn_backward_ratio", "lrn_backward"],
+        ["local_response_norm"], ["lrn_forward", "lrn_backward"], ["lrn_scale", "lrn_forward", "lrn_backward_terms", "lrn_backward"],
         "local_response_norm.md"),
     "relu": (
         "y = max(x, 0)   (leaky: y = x for x > 0, slope * x otherwise)",

@@ -164,28 +164,26 @@ MC_SIZES(avg_pool_backward)(mc_index count, Size dy, Size dx, mc_index H, mc_ind
     HOLDS(dy, product({groups_of(count, product({H, W})), OH, OW}));
 }
 
-// y, scale (N, C, HW) have count planes (n, c) of HW; x is read across its images' channels, so whole images.
-MC_SIZES(lrn_forward)(mc_index count, Size x, Size y, Size scale, mc_index C, mc_index HW, mc_index, T, T, T) {
+// scale (N, C, HW) has count planes (n, c) of HW; x is read across its images' channels, so whole images.
+MC_SIZES(lrn_scale)(mc_index count, Size x, Size scale, mc_index C, mc_index HW, mc_index, T, T) {
     POSITIVE(count, C);
     HOLDS(x, HW > 0 ? product({groups_of(count, C), C, HW}) : 0);
-    HOLDS(y, product({count, HW}));
     HOLDS(scale, product({count, HW}));
 }
 
-// y, scale, dy, ratio (N, C, HW): every array has count entries.
-MC_SIZES(lrn_backward_ratio)(mc_index count, Size y, Size scale, Size dy, Size ratio) {
-    HOLDS(y, count); HOLDS(scale, count); HOLDS(dy, count); HOLDS(ratio, count);
+// Element-wise: every array has count entries.
+MC_SIZES(lrn_forward)(mc_index count, Size x, Size scale, Size y, T) {
+    HOLDS(x, count); HOLDS(scale, count); HOLDS(y, count);
+}
+MC_SIZES(lrn_backward_terms)(mc_index count, Size y, Size scale, Size dy, Size ratio, Size dx, T) {
+    HOLDS(y, count); HOLDS(scale, count); HOLDS(dy, count); HOLDS(ratio, count); HOLDS(dx, count);
 }
 
-// x, dx (N, C, HW) have count planes (n, c) of HW; ratio, scale and dy are read across channels, so whole images.
-MC_SIZES(lrn_backward)(mc_index count, Size x, Size ratio, Size scale, Size dy, Size dx, mc_index C, mc_index HW,
-                       mc_index, T, T) {
+// x, dx (N, C, HW) have count planes (n, c) of HW; ratio is read across channels, so whole images.
+MC_SIZES(lrn_backward)(mc_index count, Size x, Size ratio, Size dx, mc_index C, mc_index HW, mc_index, T, T) {
     POSITIVE(count, C);
-    mc_index whole_images = HW > 0 ? product({groups_of(count, C), C, HW}) : 0;
     HOLDS(x, product({count, HW}));
-    HOLDS(ratio, whole_images);
-    HOLDS(scale, whole_images);
-    HOLDS(dy, whole_images);
+    HOLDS(ratio, HW > 0 ? product({groups_of(count, C), C, HW}) : 0);
     HOLDS(dx, product({count, HW}));
 }
 

@@ -51,11 +51,12 @@ CASES = {
                                        ("dweight", f(3)), ("dbias", f(3)), 2, 3, 4, 1e-5]),
     "batch_norm_backward": (24, [("x", f(24)), ("dy", f(24)), ("mean", f(3)), ("var", f(3)), ("weight", f(3)),
                                  ("dweight", f(3)), ("dbias", f(3)), ("dx", f(24)), 3, 4, 8, 1e-5, 1]),
-    # LRN: one row per plane (n, c)
-    "lrn_forward": (6, [("x", f(24)), ("y", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 0.75, 2.0]),
-    "lrn_backward_ratio": (24, [("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("ratio", f(24))]),
-    "lrn_backward": (6, [("x", f(24)), ("ratio", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("dx", f(24)),
-                          3, 4, 5, 1e-4, 0.75]),
+    # LRN: the window sums and backward's sums by planes (n, c) (6 of 4 pixels), the rest per element
+    "lrn_scale": (6, [("x", f(24)), ("scale", f(24)), 3, 4, 5, 1e-4, 2.0]),
+    "lrn_forward": (24, [("x", f(24)), ("scale", f(24) + 2), ("y", f(24)), 0.75]),
+    "lrn_backward_terms": (24, [("y", f(24)), ("scale", f(24) + 2), ("dy", f(24)), ("ratio", f(24)), ("dx", f(24)),
+                                0.75]),
+    "lrn_backward": (6, [("x", f(24)), ("ratio", f(24)), ("dx", f(24)), 3, 4, 5, 1e-4, 0.75]),
     "relu_forward": (10, [("x", f(10)), ("y", f(10)), 0.0]),
     "relu_backward": (10, [("x", f(10)), ("dy", f(10)), ("dx", f(10)), 0.0]),
     "dropout_forward": (10, [("x", f(10)), ("y", f(10)), np.uint32(1 << 23), 2.0, np.uint32(7), 40]),

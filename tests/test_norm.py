@@ -73,14 +73,15 @@ def test_lrn_kernels(n, c, hw, size, constants, dtype, seed):
     rng = np.random.default_rng(seed)
     x = randn(rng, (n, c, hw, 1), dtype)
     y, scale = np.empty_like(x), np.empty_like(x)
-    host_kernel("lrn_forward", dtype)(n * c, x, y, scale, c, hw, size, alpha, beta, k)   # one row per plane
+    host_kernel("lrn_scale", dtype)(n * c, x, scale, c, hw, size, alpha, k)       # one row per plane
+    host_kernel("lrn_forward", dtype)(x.size, x, scale, y, beta)                  # y = x * scale^-beta
     y_ref, scale_ref = R.lrn_forward(x, size, dtype(alpha), dtype(beta), dtype(k))
     np.testing.assert_allclose(scale, scale_ref, **TOL[dtype])
     np.testing.assert_allclose(y, y_ref, **TOL[dtype])
     dy = randn(rng, x.shape, dtype)
     dx = np.empty_like(x)
-    ratio = np.empty_like(x)                                   # dy * y / scale, then the window sums
-    host_kernel("lrn_backward_ratio", dtype)(x.size, y_ref, scale_ref, dy, ratio)
-    host_kernel("lrn_backward", dtype)(n * c, x, ratio, scale_ref, dy, dx, c, hw, size, alpha, beta)
+    ratio = np.empty_like(x)                       # per element: dy * scale^-beta and dy * y / scale
+    host_kernel("lrn_backward_terms", dtype)(x.size, y_ref, scale_ref, dy, ratio, dx, beta)
+    host_kernel("lrn_backward", dtype)(n * c, x, ratio, dx, c, hw, size, alpha, beta)   # then the window sums
     expected = R.lrn_backward(x, y_ref, scale_ref, dy, size, dtype(alpha), dtype(beta), dtype(k))
     np.testing.assert_allclose(dx, expected, **scaled(TOL[dtype], 10))

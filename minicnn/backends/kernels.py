@@ -300,8 +300,9 @@ class KernelBackend(Backend):
         scale = self.xp.empty_like(x)
         n, c = x.shape[:2]
         hw = x.size // max(1, n * c)
-        # one row per plane (n, c)
-        self.loader.run("lrn_forward", n * c, x, y, scale, c, hw, int(size), float(alpha), float(beta), float(k))
+        # the window sums (one row per plane (n, c)), then y = x * scale^-beta per element
+        self.loader.run("lrn_scale", n * c, x, scale, c, hw, int(size), float(alpha), float(k))
+        self.loader.run("lrn_forward", x.size, x, scale, y, float(beta))
         return y, scale
 
     def lrn_backward(self, x, y, scale, dy, size, alpha, beta, k):
@@ -313,9 +314,10 @@ class KernelBackend(Backend):
         dx = self.xp.empty_like(x)
         n, c = x.shape[:2]
         hw = x.size // max(1, n * c)
-        ratio = self._workspace("lrn_ratio", x.shape, x.dtype)        # dy * y / scale, once per element
-        self.loader.run("lrn_backward_ratio", x.size, y, scale, dy, ratio)
-        self.loader.run("lrn_backward", n * c, x, ratio, scale, dy, dx, c, hw, int(size), float(alpha), float(beta))
+        # per element dx = dy * scale^-beta and ratio = dy * y / scale; then dx -= 2 alpha beta x * window sums
+        ratio = self._workspace("lrn_ratio", x.shape, x.dtype)
+        self.loader.run("lrn_backward_terms", x.size, y, scale, dy, ratio, dx, float(beta))
+        self.loader.run("lrn_backward", n * c, x, ratio, dx, c, hw, int(size), float(alpha), float(beta))
         return dx
 
     # ------------------------------------------------------------------ batch normalization
