@@ -128,6 +128,25 @@ inline mc_index mc_chunk_start(mc_index count, int thread, int threads) {
     MC_GRID_LOOP(row, rows) _Pragma("omp simd") for (mc_index col = 0; col < (width); ++col)
 #endif
 
+// MC_PLANE_LOOP(plane, planes, y, height, x, width): MC_ROW_LOOP for outputs that form planes of
+// height rows of width elements, when the rows are short (a 6x6 feature map): on the GPU every
+// element (plane, y, x) is a thread; on the host a thread takes whole planes, so the divisions
+// that decode `plane` are paid once per plane, not once per row.
+#ifdef MC_DEVICE_BUILD
+#define MC_PLANE_LOOP(plane, planes, y, height, x, width)                                     \
+    MC_GRID_LOOP(plane##_y_##x, (planes) * (height) * (width))                                \
+        for (mc_index x = plane##_y_##x % (width), y = plane##_y_##x / (width) % (height),    \
+                      plane = plane##_y_##x / (width) / (height), plane##_once = 1;           \
+             plane##_once; plane##_once = 0)
+#else
+// (the test of height and width first tells the compiler that once a plane starts, every row and
+// element of it runs, so it may compute what depends on the plane alone once, before the loops)
+#define MC_PLANE_LOOP(plane, planes, y, height, x, width)                                     \
+    MC_GRID_LOOP(plane, planes) if ((height) > 0 && (width) > 0)                              \
+        for (mc_index y = 0; y < (height); ++y)                                               \
+            _Pragma("omp simd") for (mc_index x = 0; x < (width); ++x)
+#endif
+
 // ----- math helpers: one name for float and double on every compiler -----
 #ifdef MC_DEVICE_BUILD
 // kernels call these, so on the GPU they need only be __device__

@@ -29,26 +29,25 @@ MC_HD void mc_outputs_inside(mc_index shift, mc_index s, mc_index size, mc_index
 }
 
 // x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, ki, kj).
-// In MC_ROW_LOOP (common.cuh): a row is output row oy of image n in row (c, ki, kj) of cols,
-// its columns the ox, so count = C*kh*kw*N*OH and entry (row, ox) of cols is row * OW + ox.
-// On the GPU each entry is a thread (neighbouring threads write neighbouring entries); on the
-// host a thread decodes a row once and copies it along. Padding reads as 0.
+// In MC_PLANE_LOOP (common.cuh): a plane is image n's OH x OW block of entries in row
+// (c, ki, kj) of cols, so count = C*kh*kw*N and entry (plane, oy, ox) of cols is
+// (plane * OH + oy) * OW + ox. On the GPU each entry is a thread (neighbouring threads write
+// neighbouring entries); on the host a thread decodes a plane once and copies along its rows.
+// Padding reads as 0.
 template <typename T>
 MC_KERNEL im2col(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc_index H, mc_index W,
                  mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
                  mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
-    // each (row, ox) is one entry (c, ki, kj, n, oy, ox) of cols
-    MC_ROW_LOOP(row, count, ox, OW) {
-        mc_index oy = row % OH, rest = row / OH;
-        mc_index n = rest % N;
-        rest /= N;
+    // each (plane, oy, ox) is one entry (c, ki, kj, n, oy, ox) of cols
+    MC_PLANE_LOOP(plane, count, oy, OH, ox, OW) {
+        mc_index n = plane % N, rest = plane / N;
         mc_index kj = rest % kw;
         rest /= kw;
         mc_index ki = rest % kh, c = rest / kh;
         mc_index y = oy * sh - pt + ki * dh;              // the input pixel this entry copies
         mc_index xx = ox * sw - pl + kj * dw;
         bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
-        cols[row * OW + ox] = inside ? x[((n * C + c) * H + y) * W + xx] : T(0);
+        cols[(plane * OH + oy) * OW + ox] = inside ? x[((n * C + c) * H + y) * W + xx] : T(0);
     }
 }
 

@@ -1,14 +1,14 @@
 """im2col and col2im variants, checked against the NumPy reference, then timed on AlexNet's convolutions.
 
-    python dev/im2col.py 5                       # the kernels csrc/im2col.cuh ships, on the CPU
+    python dev/im2col.py 7                       # the kernels csrc/im2col.cuh ships, on the CPU
     python dev/im2col.py 2 --threads 1           # Caffe's shape, one thread
-    python dev/im2col.py 5 --device cuda         # on a GPU (needs CuPy)
-    python dev/im2col.py 5 --batch 128 --repeats 20
+    python dev/im2col.py 7 --device cuda         # on a GPU (needs CuPy)
+    python dev/im2col.py 7 --batch 128 --repeats 20
     python dev/im2col.py 3                       # col2im scattering with atomic adds
 
 The variants are in dev/im2col_variants.cuh. Each is first run on small shapes with
 stride, asymmetric padding and dilation and compared with backends/reference.py's
-im2col and col2im: variants 1, 2, 4, 5 and 6 only copy and add in the reference's order, so the
+im2col and col2im: every variant but 3 only copies and adds in the reference's order, so the
 results must be equal bit for bit; variant 3's col2im adds a pixel's entries in the
 order its threads reach it, so it must lie within the rounding bound of a sum in any
 order. Then each of the paper's five convolutions (benchmarks/conv_bench.py's LAYERS)
@@ -35,11 +35,13 @@ VARIANTS = {
     2: "Caffe's shape: one thread per window (im2col), covering outputs only (col2im)",
     3: "im2col as 2; col2im scattering: one thread per window adding its entries into x, atomically",
     4: "both in MC_ROW_LOOP, a thread per entry on the GPU, whole rows on a host thread",
-    5: "as csrc/im2col.cuh: im2col as 4; col2im with one index per input row, adding each tap's run along it",
+    5: "im2col as 4; col2im with one index per input row, adding each tap's run along it",
     6: "col2im as 5; im2col with one index per row of cols, copying runs of input rows",
+    7: "as csrc/im2col.cuh: col2im as 5; im2col in MC_PLANE_LOOP, a plane per (c, ki, kj, n)",
 }
 KERNELS = {1: ("im2col_1", "col2im_1"), 2: ("im2col_2", "col2im_2"), 3: ("im2col_2", "col2im_3"),
-           4: ("im2col", "col2im_4"), 5: ("im2col", "col2im"), 6: ("im2col_6", "col2im")}
+           4: ("im2col_4", "col2im_4"), 5: ("im2col_4", "col2im"), 6: ("im2col_6", "col2im"),
+           7: ("im2col", "col2im")}
 HEADER = ROOT / "dev" / "im2col_variants.cuh"
 
 # (N, C, H, W), kernel, stride, (top, bottom, left, right), dilation: shapes to check on
@@ -70,8 +72,9 @@ class Geometry:
 
 def run_im2col(loader, variant, geometry, x, cols):
     # variant 1: one thread per entry; 4: one row per (c, ki, kj, n, oy)
-    rows = cols.size // geometry.arguments[-1]
-    count = rows if variant >= 4 else (cols.size if variant == 1 else geometry.windows)
+    rows = cols.size // geometry.arguments[-1]                   # variants 4-6: one per (c, ki, kj, n, oy)
+    planes = rows // geometry.arguments[-2]                      # variant 7: one per (c, ki, kj, n)
+    count = {1: cols.size, 2: geometry.windows, 3: geometry.windows, 7: planes}.get(variant, rows)
     loader.run(KERNELS[variant][0], count, x, cols, *geometry.arguments)
 
 

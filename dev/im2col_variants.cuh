@@ -26,7 +26,7 @@
 //      per entry, as 1 (a warp writes consecutive entries); on the host a thread decodes
 //      each row once and walks along it, instead of paying 2's divisions per window
 //      (im2col) or per pixel (col2im).
-//   5  the one csrc/im2col.cuh ships: im2col as 4; col2im with one index per INPUT ROW
+//   5  im2col as 4; the col2im csrc/im2col.cuh ships: one index per INPUT ROW
 //      (n, c, y) that collects into its row, tap by tap in row-major order, the run of entries
 //      each output row read through that tap (count = N*C*H). The same sums in the same order
 //      as 2 and 4, so the same bits; no division per pixel, and with stride 1 a run added to
@@ -35,6 +35,10 @@
 //      Measured and not adopted: 1.0-1.25x on the host (the rows of AlexNet's later layers
 //      are 13 entries long), and on a GPU a warp would write 32 rows apart instead of 32
 //      neighbouring entries.
+//   7  the one csrc/im2col.cuh ships: col2im as 5; im2col in MC_PLANE_LOOP, a plane per
+//      (c, ki, kj, n) of OH x OW entries (count = C*kh*kw*N): on the GPU one thread per
+//      entry, as 4; on the host the plane's four coordinates are decoded once per plane
+//      instead of once per row (2-2.7x less CPU time than 4 on 6x6 and 13x13 outputs).
 #pragma once
 #include "im2col.cuh"
 
@@ -200,7 +204,31 @@ MC_KERNEL col2im_3(mc_index count, const T* cols, T* x, mc_index N, mc_index C, 
     }
 }
 
-// ----- variant 4: csrc/im2col.cuh's im2col; its col2im was csrc's until variant 5 replaced it
+// ----- variant 4: both in MC_ROW_LOOP (csrc/im2col.cuh's until variants 5 and 7 replaced them)
+// x: (N, C, H, W)  ->  cols: (C*kh*kw, N, OH*OW), rows ordered (c, ki, kj).
+// In MC_ROW_LOOP (common.cuh): a row is output row oy of image n in row (c, ki, kj) of cols,
+// its columns the ox, so count = C*kh*kw*N*OH and entry (row, ox) of cols is row * OW + ox.
+// On the GPU each entry is a thread (neighbouring threads write neighbouring entries); on the
+// host a thread decodes a row once and copies it along. Padding reads as 0.
+template <typename T>
+MC_KERNEL im2col_4(mc_index count, const T* x, T* cols, mc_index N, mc_index C, mc_index H, mc_index W,
+                   mc_index kh, mc_index kw, mc_index sh, mc_index sw, mc_index pt, mc_index pl,
+                   mc_index dh, mc_index dw, mc_index OH, mc_index OW) {
+    // each (row, ox) is one entry (c, ki, kj, n, oy, ox) of cols
+    MC_ROW_LOOP(row, count, ox, OW) {
+        mc_index oy = row % OH, rest = row / OH;
+        mc_index n = rest % N;
+        rest /= N;
+        mc_index kj = rest % kw;
+        rest /= kw;
+        mc_index ki = rest % kh, c = rest / kh;
+        mc_index y = oy * sh - pt + ki * dh;              // the input pixel this entry copies
+        mc_index xx = ox * sw - pl + kj * dw;
+        bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
+        cols[row * OW + ox] = inside ? x[((n * C + c) * H + y) * W + xx] : T(0);
+    }
+}
+
 // cols: (C*kh*kw, N, OH*OW)  ->  x: (N, C, H, W), the adjoint of im2col:
 // x[pixel] = the sum of every column entry that copied that pixel.
 // Each pixel GATHERS them, as Caffe's col2im_gpu_kernel: no atomics, and a fixed sum
@@ -263,4 +291,5 @@ MC_KERNEL im2col_6(mc_index count, const T* x, T* cols, mc_index N, mc_index C, 
     }
 }
 
-// ----- variant 5 is csrc/im2col.cuh's im2col (variant 4's) and col2im, included above.
+// ----- variant 5: im2col_4 and csrc/im2col.cuh's col2im, included above.
+// ----- variant 7 is csrc/im2col.cuh's im2col (in MC_PLANE_LOOP) and col2im, included above.

@@ -70,14 +70,14 @@ inline mc_index groups_of(mc_index count, mc_index per) { return count <= 0 ? 0 
 // here does not compile, so the check cannot be forgotten for a new kernel.
 #define MC_SIZES(kernel) template <typename T> void kernel##_sizes
 
-// count = C*kh*kw*N*OH rows (c, ki, kj, n, oy) of OW entries each of cols (C*kh*kw, N, OH*OW);
+// count = C*kh*kw*N planes (c, ki, kj, n) of OH*OW entries each of cols (C*kh*kw, N, OH*OW);
 // each reads image plane (n, c) of x.
 MC_SIZES(im2col)(mc_index count, Size x, Size cols, mc_index N, mc_index C, mc_index H, mc_index W, mc_index kh,
                  mc_index kw, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index, mc_index OH, mc_index OW) {
-    POSITIVE(count, N); POSITIVE(count, OH); POSITIVE(count, kh); POSITIVE(count, kw);
-    AT_MOST(count, count, product({C, kh, kw, N, OH}));
-    HOLDS(x, count > 0 && OW > 0 ? product({N, C, H, W}) : 0);
-    HOLDS(cols, product({count, OW}));
+    POSITIVE(count, N); POSITIVE(count, kh); POSITIVE(count, kw);
+    AT_MOST(count, count, product({C, kh, kw, N}));
+    HOLDS(x, product({count, OH, OW}) > 0 ? product({N, C, H, W}) : 0);
+    HOLDS(cols, product({count, OH, OW}));
 }
 
 // x (N, C, H, W) has count rows (n, c, y) of W pixels, each gathered from its channel's rows of

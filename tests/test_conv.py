@@ -150,7 +150,7 @@ def test_im2col_bitwise(case):
     n, c = x.shape[:2]
     h, w, kh, kw, sh, sw, ph, pw, oh, ow = geometry(case)
     cols = np.full((c * kh * kw, n, oh * ow), np.nan, dtype=dtype)
-    host_kernel("im2col", dtype)(c * kh * kw * n * oh, x, cols, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    host_kernel("im2col", dtype)(c * kh * kw * n, x, cols, n, c, h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
     np.testing.assert_array_equal(cols, reference.im2col(x, case["kernel"], case["stride"], (ph, ph, pw, pw), (1, 1)))
 
 

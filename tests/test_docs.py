@@ -108,9 +108,9 @@ CHECKS = {
     "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
     "python benchmarks/cpu_step.py --repeats 5 --profile": ("small", "as above"),
     # ---- dev/'s numbered kernel variants
-    "python dev/im2col.py 5": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/im2col.py 7": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/im2col.py 1 --threads 1": ("small", "as above"),
-    "python dev/im2col.py 5 --device cuda": ("parse", "GPU only; variant 5's kernels are the ones checked above"),
+    "python dev/im2col.py 7 --device cuda": ("parse", "GPU only; variant 7's kernels are the ones checked above"),
     "python dev/im2col.py 3": ("small", "as above: the scatter within its bound, and twice the same bits on the host"),
     "python dev/im2col.py 3 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the scatter with "
                                                       "NVRTC and finds its atomic adds"),

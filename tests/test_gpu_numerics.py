@@ -64,7 +64,7 @@ def test_kernels_without_exp_log_pow_equal_the_host_build_bit_for_bit(be, dtype)
     # im2col and col2im, straight through the loader
     n, c, h, w, geo = 2, 6, 13, 11, (3, 3, 2, 2, 1, 1, 2, 1, 6, 6)   # kh kw sh sw pad_top pad_left dh dw OH OW
     cols_host = np.empty((c * 9, n, 36), dtype)
-    rows = c * 9 * n * 6                        # im2col: one row per (c, ki, kj, n, oy)
+    rows = c * 9 * n                            # im2col: one plane of entries per (c, ki, kj, n)
     HOST.loader.run("im2col", rows, x, cols_host, n, c, h, w, *geo)
     cols = gpu(np.zeros_like(cols_host))
     be.loader.run("im2col", rows, gpu(x), cols, n, c, h, w, *geo)

@@ -28,8 +28,8 @@ def i(n):
 # size the kernel touches. Shapes: N=2 images, C=3 channels, a 5x4 input, a 3x2 kernel with
 # stride (1, 2) and padding (1, 0) -> a 5x2 output; pooling 5x5 -> 2x2 (3/2); 3 rows of 4 logits.
 CASES = {
-    # im2col: one row per (c, ki, kj, n, oy), of OW entries; cols (C*kh*kw, N, OH*OW); dilation 1
-    "im2col": (180, [("x", f(120)), ("cols", f(360)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
+    # im2col: one plane per (c, ki, kj, n), of OH*OW entries; cols (C*kh*kw, N, OH*OW); dilation 1
+    "im2col": (36, [("x", f(120)), ("cols", f(360)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
     # col2im: one row per input row (n, c, y)
     "col2im": (30, [("cols", f(360)), ("x", f(120)), 2, 3, 5, 4, 3, 2, 1, 2, 1, 0, 1, 1, 5, 2]),
     # (N, O, L) = (2, 3, 4) to and from the GEMM's (O, N, L): one row per (n, o) or (o, n)
@@ -120,8 +120,8 @@ def test_a_count_far_beyond_the_arrays_raises_instead_of_crashing():
 
 
 def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_refused():
-    with pytest.raises(ValueError, match="argument 'OH' must be >= 1, got 0"):
-        _host.im2col_float64(9, f(9), f(9), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 0, 1)
+    with pytest.raises(ValueError, match="argument 'N' must be >= 1, got 0"):
+        _host.im2col_float64(9, f(9), f(9), 0, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="overflow"):
         _host.im2col_float64(9, f(9), f(9), 1, 1, 2 ** 40, 2 ** 40, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3)
     with pytest.raises(ValueError, match=r"argument 'S' \(5\) must be <= 'K' \(4\)"):

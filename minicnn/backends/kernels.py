@@ -144,7 +144,7 @@ class KernelBackend(Backend):
             nc = min(step, n - n0)
             shape = (g, k, nc * L)                                         # rows (c, ki, kj), columns (n, oy, ox)
             cols = xp.empty(shape, dtype=x.dtype) if keeping else self._workspace("cols", shape, x.dtype)
-            run("im2col", c * kh * kw * nc * oh, x[n0:n0 + nc], cols, nc, *geometry)   # one row per (c, ki, kj, n, oy)
+            run("im2col", c * kh * kw * nc, x[n0:n0 + nc], cols, nc, *geometry)   # one plane per (c, ki, kj, n)
             y_side = self._workspace("y_side", (g, og, nc * L), x.dtype)
             self.loader.gemm(wg, cols, y_side, False, False)               # y_g = w_g @ cols_g
             run("side_by_side_to_nchw", nc * o, y_side, b, y[n0:n0 + nc], nc, o, L)     # one row per (n, o)
@@ -185,7 +185,7 @@ class KernelBackend(Backend):
                 columns = (kept or {}).get("cols")
                 if columns is None:
                     columns = cols
-                    run("im2col", c * kh * kw * nc * oh, x[n0:n0 + nc], columns, nc, *geometry)
+                    run("im2col", c * kh * kw * nc, x[n0:n0 + nc], columns, nc, *geometry)
                 part = dw_t if n0 == 0 else self._workspace("dw_part", dw_t.shape, x.dtype)
                 gemm(columns, dy_side, part, False, True)
                 if part is not dw_t:
