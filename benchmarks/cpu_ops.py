@@ -4,6 +4,7 @@ minicnn's kernels (host build) against its NumPy reference and against PyTorch.
     python benchmarks/cpu_ops.py                        # both networks, every op
     python benchmarks/cpu_ops.py --networks small --repeats 9 --json out.json
     python benchmarks/cpu_ops.py --threads 1            # one thread on every side
+    python benchmarks/cpu_ops.py --markdown out.json    # docs/kernels.md's table of a run's JSON
 
 The networks are benchmarks/cpu_step.py's (small: alexnet_small b64 1x28x28; alexnet: the
 paper's, b16 3x227x227). One forward pass on the reference records every layer's input; then
@@ -48,24 +49,12 @@ from minicnn import backends, nn  # noqa: E402
 from minicnn.backends.host import available_cores  # noqa: E402
 from minicnn.ops.conv import Conv2d  # noqa: E402
 from minicnn.ops.pool import MaxPool2d  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_step import NETWORKS, machine_load  # noqa: E402  the networks and the load reading, written once
 from minicnn.random import dropout_threshold_and_scale  # noqa: E402
 
-NETWORKS = {
-    # name: (model factory, batch, (C, H, W), classes), as benchmarks/cpu_step.py
-    "small": (lambda: mc.models.alexnet_small(num_classes=10, in_channels=1, input_size=28), 64, (1, 28, 28), 10),
-    "alexnet": (lambda: mc.models.alexnet(num_classes=1000), 16, (3, 227, 227), 1000),
-}
 RUNNERS = ("kernels", "reference", "torch")
-
-
-def machine_load():
-    """The load average and the CPU pressure line (how quiet the machine is)."""
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    try:
-        pressure = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except OSError:
-        pressure = "n/a"
-    return f"load average {load}; cpu pressure: {pressure}"
 
 
 # --------------------------------------------------------------------------- the ops of one layer
@@ -311,6 +300,18 @@ def table(rows):
     return "\n".join(lines)
 
 
+def markdown(rows):
+    """docs/kernels.md's table of a run: every op, the three times and the two ratios."""
+    lines = ["| network | op | | input | kernels | reference | PyTorch | kernels / reference | kernels / PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        times = [f"{r[k]:.2f} ms" if r.get(k) is not None else "-" for k in ("kernels", "reference", "torch")]
+        lines.append(f"| {r['network']} | {r['layer']} {r['op']} | {r['direction']} | {'x'.join(map(str, r['shape']))} | "
+                     f"{' | '.join(times)} | {ratio(r.get('kernels'), r.get('reference'))} | "
+                     f"{ratio(r.get('kernels'), r.get('torch'))} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
@@ -320,7 +321,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=available_cores(),
                         help="minicnn's kernel threads and PyTorch's intra-op threads (default: every core)")
     parser.add_argument("--json", help="write every number here")
+    parser.add_argument("--markdown", metavar="JSON",
+                        help="print docs/kernels.md's table of the rows in this JSON file (written by --json) and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())["rows"]))
+        return
 
     backends.set_num_threads(args.threads)
     torch = None

@@ -4,6 +4,8 @@
     python benchmarks/cpu_step.py --repeats 9 --json out.json
     python benchmarks/cpu_step.py --profile             # also the per-kernel split of the kernels backend
     python benchmarks/cpu_step.py --networks small --runners kernels torch
+    python benchmarks/cpu_step.py --threads 1 2         # one thread on each side, then two
+    python benchmarks/cpu_step.py --markdown out.json   # README's table of a run's JSON
 
 A step is what fit() does per batch: forward, cross-entropy, backward, SGD with
 momentum 0.9 and weight decay 5e-4 (the paper's), on random images of the
@@ -18,7 +20,7 @@ The runners:
     kernels    minicnn's csrc kernels compiled for the host (minicnn._host), on
                MINICNN_NUM_THREADS threads (default: every core this process may use)
     torch      PyTorch on the CPU (where importable), the same layers and weights,
-               torch.set_num_threads(--torch-threads, default the same core count)
+               torch.set_num_threads(--threads, the same count as minicnn's)
 
 minicnn sets OMP_WAIT_POLICY=PASSIVE unless it is set (see minicnn/backends/host.py);
 PyTorch, imported after minicnn here, inherits it, so both run under the same
@@ -206,15 +208,45 @@ def measure(network, runners, repeats, warmup, torch_threads):
     return steps, times, cpu_times
 
 
+def machine_load():
+    """The load average and the CPU pressure line: how quiet the machine was."""
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    try:
+        pressure = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        pressure = "n/a"
+    return f"load average {load}; cpu pressure: {pressure}"
+
+
 def table(results):
-    lines = [f"{'network':<9} {'runner':<10} {'median ms':>10} {'min..max ms':>17} {'x torch':>8} {'cpu ms':>8}"]
-    for network, rows in results.items():
-        torch_ms = rows.get("torch", {}).get("median_ms")
-        for runner, row in rows.items():
-            ratio = f"{row['median_ms'] / torch_ms:.2f}" if torch_ms else "-"
-            spread = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
-            lines.append(f"{network:<9} {runner:<10} {row['median_ms']:>10.1f} {spread:>17} {ratio:>8} "
-                         f"{row['cpu_median_ms']:>8.0f}")
+    lines = [f"{'threads':>7} {'network':<9} {'runner':<10} {'median ms':>10} {'min..max ms':>17} {'x torch':>8} "
+             f"{'cpu ms':>8}"]
+    for threads, networks in results.items():
+        for network, rows in networks.items():
+            torch_ms = rows.get("torch", {}).get("median_ms")
+            for runner, row in rows.items():
+                ratio = f"{row['median_ms'] / torch_ms:.2f}" if torch_ms else "-"
+                spread = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
+                lines.append(f"{threads:>7} {network:<9} {runner:<10} {row['median_ms']:>10.1f} {spread:>17} "
+                             f"{ratio:>8} {row['cpu_median_ms']:>8.0f}")
+    return "\n".join(lines)
+
+
+NETWORK_NAMES = {"small": "alexnet_small, b64, 1x28x28", "alexnet": "paper AlexNet, b16, 3x227x227"}
+
+
+def markdown(results):
+    """README's table of the results: each network and thread count, the three runners, kernels / PyTorch."""
+    lines = ["| network | threads | reference (NumPy) | kernels (host build) | PyTorch CPU | kernels / PyTorch |",
+             "|---|---|---|---|---|---|"]
+    for threads, networks in results.items():
+        for network, rows in networks.items():
+            def cell(runner):
+                return f"{rows[runner]['median_ms']:.0f} ms" if runner in rows else "-"
+            ratio = (f"{rows['kernels']['median_ms'] / rows['torch']['median_ms']:.2f}x"
+                     if "kernels" in rows and "torch" in rows else "-")
+            lines.append(f"| {NETWORK_NAMES[network]} | {threads} | {cell('reference')} | {cell('kernels')} | "
+                         f"{cell('torch')} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -224,35 +256,49 @@ def main(argv=None):
     parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=list(RUNNERS))
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per runner (the median is reported)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--torch-threads", type=int, default=available_cores())
+    parser.add_argument("--threads", type=int, nargs="+", default=[available_cores()],
+                        help="minicnn's kernel threads and PyTorch's, the same on both sides; several numbers "
+                             "measure each in turn (default: every core this process may use)")
     parser.add_argument("--profile", action="store_true", help="the kernels runner's per-kernel time split")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--markdown", metavar="JSON",
+                        help="print README's table of the results in this JSON file (written by --json) and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())["results"]))
+        return
 
     from minicnn.backends import host
     results, profiles = {}, {}
-    for network in args.networks:
-        steps, times, cpu_times = measure(network, args.runners, args.repeats, args.warmup, args.torch_threads)
-        results[network] = {runner: dict(median_ms=1e3 * statistics.median(t), min_ms=1e3 * min(t),
-                                         max_ms=1e3 * max(t), all_ms=[round(1e3 * s, 2) for s in t],
-                                         cpu_median_ms=1e3 * statistics.median(cpu_times[runner]))
-                            for runner, t in times.items()}
-        if args.profile and "kernels" in steps:
-            profiles[network] = profile(steps["kernels"], max(2, args.repeats // 2))
+    load = {"before": machine_load()}
+    print(f"before: {load['before']}")
+    for threads in args.threads:
+        backends.set_num_threads(threads)
+        results[threads], profiles[threads] = {}, {}
+        for network in args.networks:
+            steps, times, cpu_times = measure(network, args.runners, args.repeats, args.warmup, threads)
+            results[threads][network] = {runner: dict(median_ms=1e3 * statistics.median(t), min_ms=1e3 * min(t),
+                                                      max_ms=1e3 * max(t), all_ms=[round(1e3 * s, 2) for s in t],
+                                                      cpu_median_ms=1e3 * statistics.median(cpu_times[runner]))
+                                         for runner, t in times.items()}
+            if args.profile and "kernels" in steps:
+                profiles[threads][network] = profile(steps["kernels"], max(2, args.repeats // 2))
+    load["after"] = machine_load()
     print(table(results))
-    for network, p in profiles.items():
-        print(f"\nwhere the kernels backend's {network} step goes ({1e3 * p['step']:.0f} ms, "
-              f"{1e3 * p['step_cpu']:.0f} ms of CPU, {host.num_threads()} threads):")
-        print(f"  {'':<32} {'ms':>8} {'cpu ms':>8} {'cpu %':>6}  calls")
-        for name, seconds in p["seconds"].items():
-            cpu = p["cpu_seconds"][name]
-            print(f"  {name:<32} {1e3 * seconds:8.1f} {1e3 * cpu:8.1f} {100 * cpu / p['step_cpu']:5.1f}%  "
-                  f"{p['calls'].get(name, '')}")
+    for threads, networks in profiles.items():
+        for network, p in networks.items():
+            print(f"\nwhere the kernels backend's {network} step goes ({1e3 * p['step']:.0f} ms, "
+                  f"{1e3 * p['step_cpu']:.0f} ms of CPU, {threads} threads):")
+            print(f"  {'':<32} {'ms':>8} {'cpu ms':>8} {'cpu %':>6}  calls")
+            for name, seconds in p["seconds"].items():
+                cpu = p["cpu_seconds"][name]
+                print(f"  {name:<32} {1e3 * seconds:8.1f} {1e3 * cpu:8.1f} {100 * cpu / p['step_cpu']:5.1f}%  "
+                      f"{p['calls'].get(name, '')}")
+    print(f"\nafter: {load['after']}")
     if args.json:
         info = dict(machine=platform.node(), processor=platform.processor(), cores=available_cores(),
-                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-                    minicnn_threads=host.num_threads(), torch_threads=args.torch_threads,
-                    repeats=args.repeats, warmup=args.warmup, numpy=np.__version__)
+                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), threads=args.threads,
+                    repeats=args.repeats, warmup=args.warmup, numpy=np.__version__, load=load)
         try:
             import torch
             info["torch"] = torch.__version__
@@ -261,7 +307,7 @@ def main(argv=None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(dict(info=info, results=results, profiles=profiles), f, indent=2)
-        print(f"\nwrote {args.json}")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

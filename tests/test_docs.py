@@ -283,7 +283,8 @@ def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
     assert "small" in capsys.readouterr().out
     cpu_step.main(small + ["--profile", "--json", str(tmp_path / "step.json")])
     assert "where the kernels backend's small step goes" in capsys.readouterr().out
-    assert set(json.loads((tmp_path / "step.json").read_text())["results"]["small"]) == {"reference", "kernels"}
+    results = json.loads((tmp_path / "step.json").read_text())["results"]
+    assert [set(networks["small"]) for networks in results.values()] == [{"reference", "kernels"}]
 
 
 def test_data_loading_benchmark_with_small_settings(tmp_path, capsys):
@@ -294,6 +295,22 @@ def test_data_loading_benchmark_with_small_settings(tmp_path, capsys):
     assert "0 workers:" in printed and "2 workers:" in printed
     rows = json.loads((tmp_path / "loading.json").read_text())["rows"]
     assert [r["workers"] for r in rows] == [0, 2] and all(r["images"] == 24 for r in rows)
+
+
+def test_cpu_ops_times_every_layer_both_ways_and_renders_its_table(tmp_path, capsys):
+    cpu_ops = _script("benchmarks", "cpu_ops")
+    out = tmp_path / "ops.json"
+    cpu_ops.main(["--networks", "small", "--runners", "kernels", "reference", "--repeats", "1", "--warmup", "0",
+                  "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    layers = [name for name, _ in mc.models.alexnet_small().named_children() if name != "flatten"]
+    assert [r["layer"] for r in rows if r["direction"] == "fwd"] == layers + ["loss", "sgd"]
+    assert [r["layer"] for r in rows if r["direction"] == "bwd"] == layers + ["loss"]
+    assert all(r["kernels"] > 0 and r["reference"] > 0 and "torch" not in r for r in rows)
+    capsys.readouterr()
+    cpu_ops.main(["--markdown", str(out)])
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 2 + len(rows) and table[2].startswith("| small | conv1 conv2d | fwd | 64x1x28x28 |")
 
 
 # each dev/ driver: the last layer its table prints
