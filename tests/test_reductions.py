@@ -57,10 +57,14 @@ def test_sum_rows_partials_bitwise(rows, length, split, dtype, seed):
 def test_row_sums_and_bias_gradient(rows, length, dtype, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, length)).astype(dtype)
-    np.testing.assert_allclose(HOST._sum_rows(x), x.sum(axis=1), **TOL[dtype])
+    # two sums of the same numbers in different orders differ by at most about n * eps * sum |x|
+    # (a fixed tolerance fails where the terms nearly cancel: 2.1e-5 off for 3025 float32 numbers)
+    bound = length * np.finfo(dtype).eps * np.abs(x).astype(np.float64).sum(axis=1)
+    assert (np.abs(HOST._sum_rows(x).astype(np.float64) - x.astype(np.float64).sum(axis=1)) <= bound).all()
     # the conv bias gradient: rows (n, o) of OH*OW, then the batch
     dy = rng.standard_normal((2, rows, length)).astype(dtype)
-    np.testing.assert_allclose(HOST._bias_grad(dy), dy.sum(axis=(0, 2)), **TOL[dtype])
+    bound = 2 * length * np.finfo(dtype).eps * np.abs(dy).astype(np.float64).sum(axis=(0, 2))
+    assert (np.abs(HOST._bias_grad(dy).astype(np.float64) - dy.astype(np.float64).sum(axis=(0, 2))) <= bound).all()
 
 
 @given(n=st.integers(1, 40), k=LENGTHS, spread=st.sampled_from([1.0, 30.0, 1e3]),
