@@ -60,6 +60,23 @@ def folder_side(model_name):
     return 256 if model_name == "alexnet" else 64
 
 
+def image_of_file(path, extra):
+    """An image file as a run's network sees its test images (evaluate's centre crop): decoded at the
+    size and on the pixel scale of the run's dataset (MNIST and CIFAR-10 pixels are 0..255, the
+    others 0..1; digits are 8x8), then resized, normalized and cropped by the run's test transform."""
+    from .. import data as D
+    dataset, model_name = extra["dataset"], extra["model"]
+    if dataset.startswith("folder:"):
+        side, scale = folder_side(model_name), 1.0
+    else:
+        side, scale = {"mnist5k": (28, 255.0), "digits": (8, 1.0)}.get(dataset, (32, 255.0))   # else cifar10
+    mode = "grayscale" if extra["channels"] == 1 else "rgb"
+    image = D.load_image(path, image_size=(side, side), color_mode=mode) * np.float32(scale)
+    normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
+    _, test_transform, _ = make_transforms(extra["recipe"], normalize)
+    return test_transform(image)
+
+
 def check_model(name, in_channels, input_size):
     """A UsageError when model ``name`` cannot take the dataset's images (checked before
     anything is built or written)."""
