@@ -302,3 +302,17 @@ def test_every_model_of_the_zoo_makes_a_page(tmp_path):
             assert browser.errors == [], name
         finally:
             browser.__exit__(None, None, None)
+
+
+@needs_chromium
+def test_the_screenshot_script_draws_the_page_with_a_unit_open(digit_run, tmp_path, capsys):
+    import importlib.util
+    script = Path(__file__).resolve().parent.parent / "scripts" / "explore_screenshot.py"
+    spec = importlib.util.spec_from_file_location("explore_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mc.explore(digit_run["model"], digit_run["image"], tmp_path / "page.html")
+    assert module.main([str(tmp_path / "page.html"), str(tmp_path / "page.png"), "--unit", "conv2:37,4,5"]) == 0
+    from PIL import Image
+    with Image.open(tmp_path / "page.png") as picture:
+        assert picture.width == 1400 and picture.height > 900      # the whole page, the unit's numbers below

@@ -62,16 +62,16 @@ def folder_side(model_name):
 
 def image_of_file(path, extra):
     """An image file as a run's network sees its test images (evaluate's centre crop): decoded at the
-    size and on the pixel scale of the run's dataset (MNIST and CIFAR-10 pixels are 0..255, the
-    others 0..1; digits are 8x8), then resized, normalized and cropped by the run's test transform."""
+    size of the run's dataset's images (digits are 8x8), pixels 0..1 as every dataset reads them,
+    then resized, normalized and cropped by the run's test transform."""
     from .. import data as D
-    dataset, model_name = extra["dataset"], extra["model"]
+    dataset = extra["dataset"]
     if dataset.startswith("folder:"):
-        side, scale = folder_side(model_name), 1.0
+        side = folder_side(extra["model"])
     else:
-        side, scale = {"mnist5k": (28, 255.0), "digits": (8, 1.0)}.get(dataset, (32, 255.0))   # else cifar10
+        side = {"mnist5k": 28, "digits": 8}.get(dataset, 32)          # else cifar10
     mode = "grayscale" if extra["channels"] == 1 else "rgb"
-    image = D.load_image(path, image_size=(side, side), color_mode=mode) * np.float32(scale)
+    image = D.load_image(path, image_size=(side, side), color_mode=mode)
     normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
     _, test_transform, _ = make_transforms(extra["recipe"], normalize)
     return test_transform(image)
