@@ -283,7 +283,7 @@ def _device_of(model):
 
 
 def _run(model, x, label):
-    """Forward and backward of one image under mc.trace, watching every op: (recorder, trace, logits, target)."""
+    """Forward and backward of one image under mc.trace, watching every op: (recorder, logits, target, output)."""
     with _trace(model=model) as trace:
         recorder = _Recorder(trace)
         handles = _watch_idle_modules(model, recorder)
@@ -308,7 +308,7 @@ def _run(model, x, label):
         finally:
             for handle in handles:
                 handle.remove()
-    return recorder, trace, logits, target, output
+    return recorder, logits, target, output
 
 
 def _timing(record):
@@ -331,7 +331,7 @@ def explore(model, image, path, label=None, class_names=None, title=None):
     model.eval()
     try:
         x = _as_input(image, _device_of(model))
-        recorder, trace, logits, target, output = _run(model, x, label)
+        recorder, logits, target, output = _run(model, x, label)
         page = _page_data(model, x, recorder, logits, target, label, class_names, title, output)
     finally:
         for module, training in modes:
