@@ -12,6 +12,7 @@ from .summary import summary
 from .graph import draw_graph, record_gradient_norms
 from .explain import explain
 from .trace import trace
+from .explore import explore
 from .gradcheck import gradcheck
 from . import optim, data, distributed
 from .training import fit, evaluate

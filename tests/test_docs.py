@@ -85,6 +85,12 @@ CHECKS = {
                                                                   "runs the file in tests/test_cli.py"),
     "python -m minicnn graph alexnet_small": ("run", "with --out in a temporary folder"),
     "python -m minicnn explain conv2d": ("run", "prints the three definitions' files"),
+    f"python -m minicnn explore {CHECKPOINT} --image digit.png --out page.html": (
+        "run", "on the fixture's checkpoint and a digit; tests/test_explore.py opens such pages in Chromium"),
+    "python -m minicnn explore model.onnx --image digit.png --out page.html --mean 0.3055 --std 0.3760": (
+        "run", "on the file the export command wrote from the fixture's checkpoint"),
+    "python scripts/explore_screenshot.py page.html docs/explore.png --unit conv2:35,6,5": (
+        "run", "tests/test_explore.py runs it on a page in a temporary folder, where chromium is installed"),
     "python -m minicnn trace alexnet --batch 8": ("run", "as written (two steps of the paper's AlexNet, seconds)"),
     "python -m minicnn trace alexnet --batch 8 --device cuda": ("parse", "GPU only; tests/test_trace.py runs the "
                                                                          "command on the CPU, test_no_sync.py the "
@@ -236,6 +242,20 @@ def test_export_graph_and_explain_commands_run_as_written(digits_run, tmp_path, 
     capsys.readouterr()
     assert cli.main(minicnn_argv("python -m minicnn explain conv2d")) == 0
     assert "csrc/im2col.cuh" in capsys.readouterr().out
+
+
+def test_explore_commands_run_as_written(digits_run, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'minicnn[onnx]')")
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray((__import__("numpy").eye(28) * 255).astype("uint8")).save("digit.png")
+    export = next(c for c in CHECKS if c.startswith("python -m minicnn export"))
+    assert cli.main([str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in minicnn_argv(export)]) == 0
+    for command in (c for c in CHECKS if c.startswith("python -m minicnn explore")):
+        argv = [str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in minicnn_argv(command)]
+        assert cli.main(argv) == 0, command
+        assert "wrote page.html" in capsys.readouterr().out
+        (tmp_path / "page.html").unlink()
 
 
 def test_trace_command_runs_as_written(capsys):

@@ -1,4 +1,4 @@
-"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | trace | explain.
+"""The command line: python -m minicnn train | evaluate | summary | transfer | export | graph | trace | explain | explore.
 
     python -m minicnn train                      # the main job: small AlexNet on 5,000 MNIST digits
     python -m minicnn train --dataset folder:~/photos --model alexnet --epochs 30
@@ -10,6 +10,7 @@
     python -m minicnn graph alexnet_small
     python -m minicnn trace alexnet --batch 8
     python -m minicnn explain conv2d
+    python -m minicnn explore runs/<timestamp>/checkpoint.npz --image digit.png --out page.html
 
 Exit status: 0 when done; 2 when the command line asks for something that cannot
 work (argparse's convention: a bad option, a missing folder or file, a file that is
@@ -23,7 +24,7 @@ shows the Python traceback instead.
 # (set_defaults(run=...)), as Caffe's tools/caffe.cpp registers one function per command:
 #   common.py         what they share: UsageError (exit status 2), --help's format, option types, the zoo
 #   train.py          train, evaluate: the main job, its data recipes and the held-out test set's record
-#   tools.py          summary, export, graph, trace, explain
+#   tools.py          summary, export, graph, trace, explain, explore
 #   transfer_demo.py  transfer: the transfer-learning demonstration
 
 import argparse
@@ -50,6 +51,7 @@ def build_parser():
     tools.add_graph_parser(commands, common)
     tools.add_trace_parser(commands, common)
     tools.add_explain_parser(commands, common)
+    tools.add_explore_parser(commands, common)
     return parser
 
 

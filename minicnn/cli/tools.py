@@ -1,11 +1,11 @@
-"""python -m minicnn summary | export | graph | trace | explain: the tools that look into a network."""
+"""python -m minicnn summary | export | graph | trace | explain | explore: the tools that look into a network."""
 
 import os
 
 import numpy as np
 
 from .common import ZOO, HelpFormatter, UsageError, choose_device, positive_int, user_input
-from .train import model_of_run, read_run_checkpoint
+from .train import image_of_file, model_of_run, read_run_checkpoint
 
 
 def summary_command(args):
@@ -111,6 +111,71 @@ def explain_command(args):
     return 0
 
 
+def _onnx_model(path):
+    """(the model of an ONNX file, its input's (C, H, W)), or a UsageError saying why not."""
+    import minicnn as mc
+    import onnx
+    from google.protobuf.message import DecodeError
+    try:
+        proto = onnx.load(path)
+    except (OSError, DecodeError, ValueError) as e:
+        raise UsageError(f"cannot read {path} as an ONNX model: {e}") from e
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim] \
+        if inputs else []
+    if len(dims) != 4 or None in dims[1:]:
+        raise UsageError(f"{path}: explore needs an input of shape (batch, C, H, W) with C, H and W fixed; "
+                         f"this model's input is {dims}")
+    try:
+        return mc.onnx.load(proto), tuple(dims[1:])
+    except NotImplementedError as e:
+        raise UsageError(str(e)) from e
+
+
+def _class_id(label, classes):
+    """--label as a class id: a class's name, or its index."""
+    if label is None:
+        return None
+    if label in classes:
+        return classes.index(label)
+    if label.isdigit() and int(label) < len(classes):
+        return int(label)
+    raise UsageError(f"--label {label!r} is not a class of this model: give an index 0..{len(classes) - 1} "
+                     f"or one of {classes[:10]}{' ...' if len(classes) > 10 else ''}")
+
+
+def explore_command(args):
+    import minicnn as mc
+    from .. import data as D
+    if args.checkpoint.endswith(".onnx"):
+        model, (channels, height, width) = _onnx_model(args.checkpoint)
+        with user_input(f"--image {args.image}"):
+            image = D.load_image(args.image, image_size=(height, width),
+                                 color_mode="grayscale" if channels == 1 else "rgb")
+            if args.mean or args.std:
+                image = D.Normalize(args.mean or [0.0] * channels, args.std or [1.0] * channels)(image)
+        with mc.no_grad():
+            classes = [str(i) for i in range(model(image[None]).shape[1])]
+        title = f"{os.path.basename(args.checkpoint)} (ONNX) on {os.path.basename(args.image)}"
+    else:
+        if args.mean or args.std:
+            raise UsageError("--mean and --std are for .onnx files: a checkpoint of 'train' normalizes "
+                             "as its run did")
+        _, extra = read_run_checkpoint(args.checkpoint)
+        model = model_of_run(args.checkpoint, extra)
+        with user_input(f"--image {args.image}"):
+            image = image_of_file(args.image, extra)
+        classes = [str(c) for c in extra["classes"]]
+        title = f"{extra['model']} trained on {extra['dataset']}, on {os.path.basename(args.image)}"
+    label = _class_id(args.label, classes)
+    with user_input(f"writing {args.out}"):
+        mc.explore(model, image, args.out, label=label, class_names=classes, title=title)
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB): open it in a browser (it needs no server and no network)")
+    return 0
+
+
 def add_summary_parser(commands, common):
     summary = commands.add_parser(
         "summary", parents=[common], formatter_class=HelpFormatter,
@@ -180,3 +245,26 @@ def add_explain_parser(commands, common):
     explain.add_argument("op", help="conv2d, linear, max_pool2d, avg_pool2d, local_response_norm, relu, dropout, "
                                     "cross_entropy, sgd or adam")
     explain.set_defaults(run=explain_command)
+
+
+def add_explore_parser(commands, common):
+    explore = commands.add_parser(
+        "explore", parents=[common], formatter_class=HelpFormatter,
+        help="write one HTML page that shows a trained network at work on one image",
+        description="Run a trained network forward and backward on one image and write one self-contained HTML "
+                    "page (no server, no network: open it from disk): every layer's output and gradient as "
+                    "pictures, its shape, parameters, time and FLOPs, the top-5 classes, and for a clicked unit "
+                    "of a convolution the window, filter and products that make its value; see docs/explore.md.")
+    explore.add_argument("checkpoint", help="a checkpoint.npz written by 'train', or an .onnx file")
+    explore.add_argument("--image", required=True,
+                         help="the image file; resized, normalized and centre-cropped as the run's test images "
+                              "(an .onnx model: resized to its input, pixels 0..1, then --mean/--std)")
+    explore.add_argument("--out", required=True, help="the .html file to write")
+    explore.add_argument("--label", default=None,
+                         help="a class (name or index): show the gradient of the loss for it "
+                              "(default: the gradient of the predicted class's logit)")
+    explore.add_argument("--mean", type=float, nargs="+", default=None,
+                         help="an .onnx model's per-channel mean to subtract from the 0..1 pixels (default: none)")
+    explore.add_argument("--std", type=float, nargs="+", default=None,
+                         help="an .onnx model's per-channel std to divide by (default: none)")
+    explore.set_defaults(run=explore_command)

@@ -60,6 +60,23 @@ def folder_side(model_name):
     return 256 if model_name == "alexnet" else 64
 
 
+def image_of_file(path, extra):
+    """An image file as a run's network sees its test images (evaluate's centre crop): decoded at the
+    size of the run's dataset's images (digits are 8x8), pixels 0..1 as every dataset reads them,
+    then resized, normalized and cropped by the run's test transform."""
+    from .. import data as D
+    dataset = extra["dataset"]
+    if dataset.startswith("folder:"):
+        side = folder_side(extra["model"])
+    else:
+        side = {"mnist5k": 28, "digits": 8}.get(dataset, 32)          # else cifar10
+    mode = "grayscale" if extra["channels"] == 1 else "rgb"
+    image = D.load_image(path, image_size=(side, side), color_mode=mode)
+    normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
+    _, test_transform, _ = make_transforms(extra["recipe"], normalize)
+    return test_transform(image)
+
+
 def check_model(name, in_channels, input_size):
     """A UsageError when model ``name`` cannot take the dataset's images (checked before
     anything is built or written)."""
