@@ -40,10 +40,16 @@ will hold).
 """
 
 import math
+import os
 import sys
 
+import numpy as np
+
 from . import checkpoint as _checkpoint
+from . import device as _device
 from . import distributed as _distributed
+from . import nn, visualize
+from .tensor import Tensor, no_grad
 
 
 def epoch_logs(train, val, lr):
@@ -276,8 +282,9 @@ class ModelCheckpoint(Callback):
         try:  # a name the logs will not have fails now, not after the first epoch's minutes
             self.filepath.format(epoch=1, **{name: 0.5 for name in names})
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"ModelCheckpoint: the filepath {self.filepath!r} cannot be filled in ({type(e).__name__}: "
-                             f"{e}); it may name epoch and the logged values: {', '.join(names)}") from e
+            raise ValueError(f"ModelCheckpoint: the filepath {self.filepath!r} cannot be filled in "
+                             f"({type(e).__name__}: {e}); it may name epoch and the logged values: "
+                             f"{', '.join(names)}") from e
         self.best = (self.initial_value_threshold if self.initial_value_threshold is not None
                      else self.monitored.worst())
 
@@ -352,3 +359,239 @@ class ReduceLROnPlateau(Callback):
                         _say(f"epoch {epoch + 1}: ReduceLROnPlateau reduced the learning rate to "
                              f"{self.optimizer.param_groups[0]['lr']:g}")
                     self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+# ------------------------------------------------------------------ TensorBoard
+FIXED_BATCH_IMAGES = 64     # at most this many images of the fixed batch go through the network each time
+PREDICTION_IMAGES = 6       # images in the predictions picture
+
+
+class TensorBoard(Callback):
+    """Write what a run does to TensorBoard's event files, for ``tensorboard --logdir log_dir``.
+
+    Written with tensorboardX (pip install tensorboardX), in Keras's layout:
+    log_dir/train and log_dir/validation, so that each chart overlays the two sets.
+    Steps are epoch numbers counted from 1 (as History counts them), and for the
+    per-step charts the number of steps done.
+
+    Every epoch (scalars): epoch_loss, epoch_top1_error, epoch_top5_error,
+    epoch_accuracy (training and validation), epoch_learning_rate.
+    Every ``update_freq`` steps, when it is an int ("epoch": never; "batch": 1):
+    batch_loss, batch_top1_error, batch_top5_error, batch_accuracy, the epoch's
+    averages so far.
+    Every ``histogram_freq`` epochs (Keras's rule: epochs 0, f, 2f, ... 0-based; 0: never):
+      parameters/<name>, gradients/<name>  histograms of each parameter and of its
+                                           gradient (that of the epoch's last step);
+                                           the parameters also at the start
+      update_ratio/<name>                  ||w_end - w_start|| / ||w_start|| over the epoch
+      dead_relu/<module>                   the share of each ReLU's units that output 0 for
+                                           every image of the fixed batch (a unit: a channel,
+                                           i.e. a conv layer's feature map or a dense layer's
+                                           neuron); a ReLU module called twice per forward
+                                           (a ResNet block's) gets <module> and <module>:2
+      images (write_images):               conv1_filters, the first convolution's kernels on
+                                           one scale (visualize.filter_grid), also at the
+                                           start; predictions, the first images of the fixed
+                                           batch with the model's top-5 classes
+                                           (visualize.top5_figure)
+    fixed_batch: (images, labels) for dead_relu and predictions (its first 64 images are
+    used); by default the first batch of fit's val_loader (its train_loader without one),
+    taken once at the start, so every epoch is measured on the same images.
+    Events reach the disk within ``flush_secs`` seconds and when training ends, so a live
+    TensorBoard follows the run and a run that fails keeps its charts. In a data-parallel
+    job only rank 0 writes.
+    """
+
+    def __init__(self, log_dir="logs", histogram_freq=1, write_images=True, update_freq="epoch", fixed_batch=None,
+                 flush_secs=5):
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError as e:
+            raise ImportError("mc.callbacks.TensorBoard writes its event files with tensorboardX, which is not "
+                              "installed: pip install tensorboardX (or pip install \"minicnn[tensorboard]\", "
+                              "which brings TensorBoard too)") from e
+        if update_freq == "batch":
+            update_freq = 1
+        if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq >= 1):
+            raise ValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a number of steps >= 1, "
+                             f"got {update_freq!r}")
+        if int(histogram_freq) < 0:
+            raise ValueError(f"TensorBoard: histogram_freq must be >= 0 (0: no histograms), got {histogram_freq}")
+        self.log_dir, self.histogram_freq, self.write_images = str(log_dir), int(histogram_freq), write_images
+        self.update_freq, self.fixed_batch, self.flush_secs = update_freq, fixed_batch, flush_secs
+        self.writers = None
+
+    def implements_batch_hooks(self):
+        return self.update_freq != "epoch"
+
+    def on_train_begin(self, logs=None):
+        from tensorboardX import SummaryWriter
+
+        if not _distributed.world().is_main:
+            return
+        self.writers = {split: SummaryWriter(os.path.join(self.log_dir, split), flush_secs=self.flush_secs)
+                        for split in ("train", "validation")}
+        self.images, self.labels = self._take_fixed_batch()
+        step = self.params.get("initial_epoch", 0)
+        self._write_parameters(step)
+        if self.write_images:
+            self._write_filters(step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if self.writers is not None and self._diagnostic_epoch(epoch):
+            self.start_weights = {name: p.data.copy() for name, p in self.model.named_parameters()}
+
+    def on_batch_end(self, batch, logs=None):
+        if self.writers is None or (batch + 1) % self.update_freq:
+            return
+        step = self.epoch * self.params["steps"] + batch + 1     # the steps done since the run's start
+        for name, value in logs.items():
+            self.writers["train"].add_scalar("batch_" + name, value, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.writers is None:
+            return
+        step = epoch + 1
+        for name, value in logs.items():
+            split = "validation" if name.startswith("val_") else "train"
+            self.writers[split].add_scalar("epoch_" + name.removeprefix("val_"), value, step)
+        if self._diagnostic_epoch(epoch):
+            self._write_parameters(step, gradients=True)
+            self._write_update_ratios(step)
+            self._write_dead_relus_and_predictions(step)
+            if self.write_images:
+                self._write_filters(step)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writers is not None:
+            for writer in self.writers.values():
+                writer.close()
+            self.writers = None
+
+    # ---------------------------------------------------------------- what is written
+    def _diagnostic_epoch(self, epoch):
+        return self.histogram_freq > 0 and epoch % self.histogram_freq == 0
+
+    def _take_fixed_batch(self):
+        if self.fixed_batch is not None:
+            images, labels = self.fixed_batch
+        else:
+            images, labels = first_batch(self.val_loader if self.val_loader is not None else self.train_loader)
+        images, labels = np.asarray(images)[:FIXED_BATCH_IMAGES], np.asarray(labels)[:FIXED_BATCH_IMAGES]
+        if images.ndim != 4 or len(labels) != len(images):
+            raise ValueError(f"TensorBoard: fixed_batch must be (images (N, C, H, W), labels (N,)), got shapes "
+                             f"{images.shape} and {labels.shape}")
+        return images, labels
+
+    def _write_parameters(self, step, gradients=False):
+        for name, p in self.model.named_parameters():
+            self._write_histogram(f"parameters/{name}", p.numpy(), step)
+            if gradients and p.grad is not None:    # frozen parameters have none
+                self._write_histogram(f"gradients/{name}", _device.to_numpy(p.grad), step)
+
+    def _write_histogram(self, tag, values, step):
+        # NaN and infinity are left out (tensorboardX's binning would stop the run on them):
+        # a run that has them fails at its next step with fit's own error
+        values = values[np.isfinite(values)]
+        if values.size:
+            self.writers["train"].add_histogram(tag, values, step)
+
+    def _write_update_ratios(self, step):
+        for name, p in self.model.named_parameters():
+            start = self.start_weights[name]
+            xp = _device.array_module(start)
+            size = float(xp.linalg.norm(start.ravel()))
+            if size > 0:                            # a bias that starts at 0 has no ratio in its first epoch
+                change = float(xp.linalg.norm((p.data - start).ravel()))
+                self.writers["train"].add_scalar(f"update_ratio/{name}", change / size, step)
+        self.start_weights = None
+
+    def _write_dead_relus_and_predictions(self, step):
+        fractions, logits = dead_relu_fractions(self.model, self.images)
+        for name, fraction in fractions.items():
+            self.writers["train"].add_scalar(f"dead_relu/{name}", fraction, step)
+        if self.write_images and logits.shape[1] >= 2:
+            count = min(PREDICTION_IMAGES, len(self.images))
+            names = class_names(self.val_loader if self.val_loader is not None else self.train_loader,
+                                logits.shape[1])
+            figure = visualize.top5_figure(self.model, self.images[:count], self.labels[:count], names,
+                                           title=f"after epoch {step}: true and predicted class, the five most "
+                                                 f"probable classes (true class in red)")
+            self.writers["train"].add_figure("predictions", figure, step)   # closes the figure
+
+    def _write_filters(self, step):
+        if any(p.ndim == 4 for p in self.model.parameters()):
+            grid = visualize.filter_grid(visualize.first_conv_weight(self.model))
+            self.writers["train"].add_image("conv1_filters", enlarged(grid), step,
+                                            dataformats="HWC" if grid.ndim == 3 else "HW")
+
+
+def first_batch(loader):
+    """The first (images, labels) of ``loader``, leaving its epoch count where it was (fit
+    and the loader number epochs by it: taking a batch must not change what later epochs draw)."""
+    epoch = getattr(loader, "epoch", None)
+    batches = iter(loader)
+    try:
+        return next(batches)
+    except StopIteration:
+        raise ValueError("TensorBoard: the loader gives no batch to take the fixed batch from") from None
+    finally:
+        if hasattr(batches, "close"):
+            batches.close()                         # stops a prefetching thread now
+        if epoch is not None:
+            loader.set_epoch(epoch)
+
+
+def class_names(loader, count):
+    """The names of ``count`` classes from the loader's dataset (its ``classes``), else "0", "1", ..."""
+    names = getattr(getattr(loader, "dataset", None), "classes", None)
+    return list(names) if names is not None and len(names) == count else [str(i) for i in range(count)]
+
+
+def dead_relu_fractions(model, images):
+    """({ReLU module name: the share of its units that output 0 for every image}, logits)
+    of one forward pass of ``images`` (N, C, H, W) in eval mode, without gradients.
+
+    A unit is a channel of the ReLU's output: a feature map of a conv layer (dead when it is 0
+    at every position of every image), a neuron of a dense layer. Such a unit passes no
+    gradient back, so it stays dead: a share growing epoch by epoch is a run that is losing
+    its network. ReLUs written as F.relu inside a forward (not an nn.ReLU module) are not seen.
+    A module called more than once per forward gets an entry per call: name, name:2, ...
+    """
+    from .training import _dtype_of   # here: training imports this module
+
+    outputs = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            calls = sum(1 for key in outputs if key == name or key.startswith(name + ":"))
+            outputs[name if calls == 0 else f"{name}:{calls + 1}"] = output.data
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
+               if isinstance(module, nn.ReLU)]
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = model(Tensor(np.asarray(images), dtype=_dtype_of(model)).to(model.device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    fractions = {}
+    for name, out in outputs.items():
+        xp = _device.array_module(out)
+        per_unit = xp.moveaxis(out, 1, 0).reshape(out.shape[1], -1)       # (units, images x positions)
+        fractions[name] = float((~(per_unit != 0).any(axis=1)).mean())
+    return fractions, logits.numpy()
+
+
+def enlarged(grid, side=256):
+    """A small picture (H, W[, 3]) scaled up by a whole factor, pixels kept sharp, to about
+    ``side`` pixels: TensorBoard shows images at their size, and conv1's grid is tiny."""
+    scale = max(1, side // max(grid.shape[:2]))
+    return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
