@@ -37,6 +37,10 @@ fit gives every callback, before on_train_begin: ``model``, ``optimizer``, ``sch
 ``history`` (the History fit appends to), ``train_loader``, ``val_loader`` and ``params``
 (epochs, initial_epoch, steps per epoch, verbose, and metrics: the names the epoch logs
 will hold).
+
+In a data-parallel job every rank must get the same callbacks: the logs are the whole job's,
+so they decide alike on every rank, and whether fit reads the device every step depends on
+them (the ranks add up their sums together). Only rank 0 writes files.
 """
 
 import math
