@@ -14,7 +14,7 @@ from .explain import explain
 from .trace import trace
 from .explore import explore
 from .gradcheck import gradcheck
-from . import optim, data, distributed
+from . import optim, data, distributed, callbacks
 from .training import fit, evaluate
 from .history import History
 from .checkpoint import save, load

@@ -21,6 +21,7 @@ from . import device as _device
 from . import distributed as _distributed
 from . import functional as F
 from . import random as _random
+from .callbacks import CallbackList, batch_logs, epoch_logs, metric_names
 from .history import History
 from .tensor import Tensor, no_grad
 
@@ -157,7 +158,8 @@ class _ProgressBar:
 
 
 def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None, loss_fn=None,
-        initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True, val_name="val"):
+        initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True, val_name="val",
+        callbacks=None):
     """Train ``model`` for epochs initial_epoch+1 .. ``epochs``; return the History.
 
     Each epoch: model.train(), one pass over ``train_loader`` (forward, loss,
@@ -177,6 +179,13 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         mc.fit(..., initial_epoch=state["epoch"], history=state["history"])
 
     gives the same result as a run that never stopped.
+
+    callbacks: mc.callbacks.Callback instances (EarlyStopping, ModelCheckpoint,
+    ReduceLROnPlateau, TensorBoard or your own), whose hooks fit calls at the start and
+    end of training, of each epoch and after each step, with Keras's names and logs
+    (minicnn/callbacks.py). A callback stops the run with ``model.stop_training = True``.
+    The epoch's hooks run after its validation, scheduler step and history entry, and
+    before its checkpoint is saved (so the checkpoint holds an lr a callback lowered).
 
     Data parallel (mpiexec; see minicnn/distributed/): with a training loader
     sharded over the ranks, every rank starts from rank 0's weights, runs its slice
@@ -198,14 +207,23 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
     device, dtype = model.device, _dtype_of(model)
     world = _distributed.world()
     data_parallel = _distributed.prepare_fit(model, train_loader, checkpoint, world)
+    callbacks = CallbackList(callbacks, model=model, optimizer=optimizer, scheduler=scheduler, history=history,
+                             train_loader=train_loader, val_loader=val_loader,
+                             params=dict(epochs=int(epochs), initial_epoch=int(initial_epoch), steps=len(train_loader),
+                                         verbose=verbose, metrics=metric_names(val_loader is not None)))
+    model.stop_training = False                 # Keras's flag: a callback sets it to end the run
+    callbacks.on_train_begin()
+    logs = {}
     for epoch in range(int(initial_epoch), int(epochs)):
+        callbacks.on_epoch_begin(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)  # the epoch's shuffle and augmentation depend only on its number
         model.train()
         bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose and world.is_main else None
         total_loss, errors1, errors5, count = 0.0, 0, 0, 0
         unread, first_unread = None, 1   # device sums (loss * n, top-1, top-5 errors) not read yet
-        read_every = READ_EVERY if device == "cuda" else 1
+        # a callback's on_batch_end needs every batch's numbers: then the GPU is read every batch
+        read_every = READ_EVERY if device == "cuda" and not callbacks.batch_callbacks else 1
         start = time.perf_counter()
         for b, (images, labels) in enumerate(train_loader):
             _check_batch(images, labels, ten_crop=False)
@@ -240,6 +258,9 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             unread, first_unread = None, b + 2
             if bar:
                 bar.update(b + 1, f"loss {total_loss / count:.4f} top-1 err {errors1 / count:.2%}")
+            callbacks.on_batch_end(b, batch_logs(total_loss / count, errors1 / count, errors5 / count))
+            if model.stop_training:
+                break
         train = Evaluation(total_loss / count, errors1 / count, errors5 / count)
         val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else Evaluation(None, None, None)
         lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
@@ -255,7 +276,12 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
                 if logits.shape[-1] > 5:  # with 5 classes or fewer every label is in the top 5
                     text += f" top-5 err {val.top5_error:.2%}"
             bar.finish(text)
+        logs = epoch_logs(train, val, lr)
+        callbacks.on_epoch_end(epoch, logs)
         if checkpoint is not None and world.is_main:
             save(checkpoint, model, optimizer, scheduler=scheduler, epoch=epoch + 1, history=history,
                  extra=checkpoint_extra)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
     return history

@@ -134,6 +134,13 @@ def top5_predictions(model, images, labels, class_names, path, title=None):
     The true class's bar is red (the paper's figure); when it is not among the five,
     a sixth bar below a gap shows it with its probability and rank.
     """
+    fig = top5_figure(model, images, labels, class_names, title)
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
+def top5_figure(model, images, labels, class_names, title=None):
+    """top5_predictions' figure, as a matplotlib Figure (TensorBoard's callback logs it)."""
     plt = pyplot()
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
@@ -167,5 +174,4 @@ def top5_predictions(model, images, labels, class_names, path, title=None):
     fig.suptitle(title or "test images: true and predicted class, the five most probable classes "
                  "(true class in red)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

@@ -31,7 +31,7 @@ from minicnn import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ", "scripts/", "mpiexec ")
+COMMAND_STARTS = ("python ", "python3 ", "pip ", "MINICNN_", ". ", "scripts/", "mpiexec ", "tensorboard ")
 
 
 def code_blocks(path):
@@ -70,6 +70,14 @@ CHECKS = {
     "python -m minicnn train": ("small", "--dataset digits --epochs 1 --batch-size 32 (the fixture below; "
                                          "15 epochs on mnist5k take minutes); parsed as written too"),
     "python -m minicnn train --help": ("run", "help text"),
+    # ---- TensorBoard logs (docs/training.md)
+    'pip install -e ".[train,tensorboard]"': ("setup", "the extras 'train' and 'tensorboard' exist; 'test' includes "
+                                                       "'tensorboard', so CI installs it"),
+    "python -m minicnn train --tensorboard runs/tb": ("small", "tests/test_tensorboard.py runs it with --dataset "
+                                                              "digits --epochs 1 and reads the logs back; parsed as "
+                                                              "written"),
+    "tensorboard --logdir runs/tb": ("setup", "TensorBoard's own command, from the package the extra 'tensorboard' "
+                                              "lists; tests/test_tensorboard.py reads the logs with its reader"),
     # ---- other commands
     f"python -m minicnn evaluate {CHECKPOINT} [--ten-crop]": ("run", "both forms, on the fixture's checkpoint"),
     f"python -m minicnn evaluate {CHECKPOINT}": ("run", "on the fixture's checkpoint"),
@@ -364,6 +372,8 @@ def test_setup_commands_name_what_exists():
             assert variable in setup or variable in _code_text(), command
     assert 'pip install -e ".[test]"' in ci and "python -m pytest -q -rs" in ci
     assert 'pip install -e ".[test,distributed]"' in ci
+    assert re.search(r'^tensorboard = \[.*"tensorboard"', extras_table, re.M), "the extra lacks TensorBoard"
+    assert re.search(r'^test = \["minicnn\[[\w,]*tensorboard', extras_table, re.M), "CI would skip test_tensorboard"
     assert "torch==2.13.0" in ci
     assert '"h5py"' in re.search(r"^keras = \[.*\]", extras_table, re.M).group(0), "the keras extra must bring h5py"
     assert '"markers", "gpu:' in (ROOT / "tests" / "conftest.py").read_text(), "the marker 'gpu' is not registered"

@@ -180,6 +180,10 @@ def train_command(args):
     except ImportError as e:
         raise UsageError("train draws its pictures with matplotlib, which is not installed: "
                          "pip install matplotlib (README's pip install \".[train]\" brings it)") from e
+    tensorboard = None
+    if args.tensorboard:
+        with user_input("--tensorboard"):   # tensorboardX missing is said now, not after the first epoch
+            tensorboard = mc.callbacks.TensorBoard(args.tensorboard)
     mc.manual_seed(args.seed)
     with user_input(f"--dataset {args.dataset}"):
         train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
@@ -205,7 +209,8 @@ def train_command(args):
             os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     try:
-        return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint)
+        return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint,
+                      tensorboard)
     except BaseException:
         if not world.is_main:
             raise
@@ -216,7 +221,7 @@ def train_command(args):
         raise
 
 
-def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint):
+def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint, tensorboard):
     world = mc.distributed.world()
     normalize = D.fit_normalize(train, max_images=5000, seed=args.seed)
     lighting = D.fit_pca_lighting(train, max_images=2000, seed=args.seed) if recipe["photos"] and channels == 3 else None
@@ -243,7 +248,8 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
               file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
-                     checkpoint=checkpoint, checkpoint_extra=extra, val_name="test")
+                     checkpoint=checkpoint, checkpoint_extra=extra, val_name="test",
+                     callbacks=[tensorboard] if tensorboard is not None else None)
     train_seconds = time.perf_counter() - start
     result = mc.evaluate(model, test_loader)           # every rank gets the whole test set's numbers
     if not world.is_main:
@@ -276,6 +282,9 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     print(f"test top-1 error {result.top1_error:.2%}" + (f", top-5 error {result.top5_error:.2%}" if top5 else "")
           + f" ({len(test)} images; training took {train_seconds:.0f} s)")
     print(f"wrote {out}/: metrics.json {CHECKPOINT_NAME} curves.png conv1_filters.png predictions.png")
+    if tensorboard is not None:
+        print(f"wrote TensorBoard logs to {args.tensorboard}/ (to see them: tensorboard --logdir "
+              f"{args.tensorboard})")
     return 0
 
 
@@ -365,6 +374,12 @@ def add_train_parser(commands, common):
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="auto: the GPU when CuPy sees one, else the CPU")
     train.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
+    train.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write TensorBoard logs to DIR (DIR/train, DIR/validation; the held-out test "
+                            "set is the validation set here): losses, errors and lr per epoch; histograms of "
+                            "the weights and gradients, update-to-weight ratios, dead ReLUs, conv1's filters and "
+                            "predictions per epoch (needs tensorboardX: pip install \".[tensorboard]\"; view "
+                            "with: tensorboard --logdir DIR)")
     train.add_argument("--on-bad-image", default="error", choices=("error", "skip"),
                        help="folder: datasets: an unreadable image stops the run (error) or is left out with a "
                             "warning (skip; every image is decoded once up front to find them)")
