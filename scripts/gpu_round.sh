@@ -138,7 +138,9 @@ row() {   # row STEP STATUS SECONDS RESULT: one line of the table, at once
 
 pack_logs() {   # logs.tgz again, whole or not at all
     cp "$SUMMARY" "$LOGS/summary.txt" 2>/dev/null
-    tar -czf "$OUTDIR/.logs.tgz.part" -C "$ROOT/runs" gpu_round 2>/dev/null && mv -f "$OUTDIR/.logs.tgz.part" "$OUTDIR/logs.tgz"
+    tar -czf "$OUTDIR/.logs.tgz.part" -C "$ROOT/runs" gpu_round 2>/dev/null
+    # status 1: a log grew while tar read it (the build's, in the background); the archive is whole
+    [ $? -le 1 ] && mv -f "$OUTDIR/.logs.tgz.part" "$OUTDIR/logs.tgz"
 }
 
 {
@@ -362,9 +364,13 @@ step_build() {
     rm -f build/gpu_round.stamp
     local how="pip install -e ."
     if ! MINICNN_BUILD_CUDA=1 "$PY" -m pip install -v --no-index --no-build-isolation --no-deps -e .; then
-        echo "pip install -e . failed: building in place instead"
         how="setup.py build_ext --inplace (pip failed)"
-        MINICNN_BUILD_CUDA=1 "$PY" setup.py build_ext --inplace || { result "both pip install -e . and setup.py build_ext failed"; return 1; }
+    elif ! ls minicnn/_host*.so minicnn/_cuda*.so > /dev/null 2>&1; then
+        how="setup.py build_ext --inplace (pip left no extension in minicnn/)"
+    fi
+    if [ "$how" != "pip install -e ." ]; then        # the steps import this checkout's minicnn/
+        echo "== $how"
+        MINICNN_BUILD_CUDA=1 "$PY" setup.py build_ext --inplace || { result "$how failed too"; return 1; }
     fi
     if ! "$PY" -c "import minicnn._host, minicnn._cuda; print(minicnn._host.__file__, minicnn._cuda.__file__)"; then
         result "built by $how, but minicnn._host or minicnn._cuda does not import"
