@@ -114,17 +114,18 @@ def cuda_plan():
     nvcc = find_nvcc()
     cublas = find_cublas()
     capabilities = visible_compute_capabilities()
-    reason = None
+    missing = []            # every missing piece, so that one try says all of them
     if nvcc is None:
-        reason = "nvcc not found (set CUDA_HOME or put nvcc on PATH)"
-    elif cublas is None:
-        reason = "cuBLAS headers/libraries not found (install a CUDA toolkit or the nvidia-cublas wheel, or set MINICNN_CUBLAS_DIR)"
-    elif not forced and not capabilities:
-        reason = "no GPU visible (set MINICNN_BUILD_CUDA=1 to build it anyway)"
-    if reason:
+        missing.append("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    if cublas is None:
+        missing.append("cuBLAS headers/libraries not found (install a CUDA toolkit or the nvidia-cublas wheel, "
+                       "or set MINICNN_CUBLAS_DIR)")
+    if not missing and not forced and not capabilities:
+        missing.append("no GPU visible (set MINICNN_BUILD_CUDA=1 to build it anyway)")
+    if missing:
         if forced:
-            raise RuntimeError(f"MINICNN_BUILD_CUDA=1 but minicnn._cuda cannot be built: {reason}")
-        return reason
+            raise RuntimeError(f"MINICNN_BUILD_CUDA=1 but minicnn._cuda cannot be built: {'; '.join(missing)}")
+        return "; ".join(missing)
     arch = os.environ.get("MINICNN_CUDA_ARCH")
     archs = arch.replace(",", ";").split(";") if arch else (capabilities or ["80", "90"])
     return {"nvcc": nvcc, "cublas": cublas, "archs": [a.strip() for a in archs if a.strip()]}
@@ -165,7 +166,13 @@ def openmp_flags(compiler):
 
 
 class BuildExt(build_ext):
-    """g++ builds _host as usual (with OpenMP where it can); _cuda is compiled and linked by nvcc in one command."""
+    """g++ builds _host as usual (with OpenMP where it can); _cuda is compiled and linked by nvcc in one command.
+    The two build at the same time (build_ext's parallel option, unless given): nvcc takes the longer."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None and len(self.extensions) > 1:
+            self.parallel = len(self.extensions)
 
     def build_extension(self, ext):
         if ext.name == "minicnn._host":
@@ -190,8 +197,9 @@ class BuildExt(build_ext):
             gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
         last = plan["archs"][-1]
         gencode += ["-gencode", f"arch=compute_{last},code=compute_{last}"]   # PTX: newer GPUs JIT it
+        # --threads 0: nvcc compiles for each architecture (and the PTX) at once, on as many threads
         command = [
-            plan["nvcc"], "-O2", "-std=" + sources.CXX_STANDARD, *sources.cuda_math_flags(CSRC), "-shared",
+            plan["nvcc"], "--threads", "0", "-O2", "-std=" + sources.CXX_STANDARD, *sources.cuda_math_flags(CSRC), "-shared",
             "-Xcompiler", "-fPIC", *gencode, "-I" + str(CSRC), "-I" + pybind11.get_include(),
             "-I" + sysconfig.get_paths()["include"], "-I" + include, str(ROOT / "src" / "cuda_module.cu"),
             "-L" + lib_dir, "-l:" + lib_name, "-Xlinker", "-rpath=" + lib_dir, "-o", output,
@@ -229,6 +237,8 @@ extensions = [host_extension]
 
 plan = cuda_plan()
 if isinstance(plan, dict):
+    say(f"minicnn._cuda will be built: nvcc {plan['nvcc']}, cuBLAS headers in {plan['cublas'][0]}, "
+        f"sm_{', sm_'.join(plan['archs'])}")
     cuda_extension = Extension("minicnn._cuda", sources=[])   # sources are compiled by BuildExt with nvcc
     cuda_extension.cuda_plan = plan
     extensions.append(cuda_extension)

@@ -148,7 +148,8 @@ def to_numpy(a):
 
 # --------------------------------------------------------------------------- timing
 class Timer:
-    """Median wall time of fn in milliseconds: CUDA events on a GPU, perf_counter on a CPU."""
+    """Median wall time of fn in milliseconds: CUDA events on a GPU, perf_counter on a CPU.
+    ``times`` keeps the last call's timed runs."""
 
     def __init__(self, kind, warmup, repeats):
         self.kind, self.warmup, self.repeats = kind, warmup, repeats
@@ -180,6 +181,7 @@ class Timer:
                 t0 = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - t0) * 1e3)
+        self.times = times
         return statistics.median(times)
 
 

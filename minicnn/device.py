@@ -2,9 +2,32 @@
 
 CuPy is imported only when a CUDA array is asked for, so the CPU path never
 needs it.
+
+MINICNN_CUPY_NO_POOL=1 turns CuPy's memory pool off when this module first imports CuPy:
+each array then gets its own cudaMalloc, so compute-sanitizer's memcheck sees every
+array's bounds (inside a pool's block an overrun into the neighbouring array goes
+unseen). For memcheck runs (scripts/gpu_round.sh); everything else is faster with the pool.
 """
 
+import os
+
 import numpy as np
+
+_pool_setting_applied = False
+
+
+def apply_cupy_pool_setting():
+    """CuPy's memory pool off if MINICNN_CUPY_NO_POOL=1 (once; nothing where CuPy does not import)."""
+    global _pool_setting_applied
+    if _pool_setting_applied:
+        return
+    try:
+        import cupy
+    except ImportError:
+        return
+    _pool_setting_applied = True
+    if os.environ.get("MINICNN_CUPY_NO_POOL") == "1":
+        cupy.cuda.set_allocator(None)
 
 
 def _cupy():
@@ -12,6 +35,7 @@ def _cupy():
         import cupy
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise RuntimeError("device 'cuda' needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU") from e
+    apply_cupy_pool_setting()
     return cupy
 
 
@@ -19,6 +43,7 @@ def cuda_available():
     """True when CuPy imports and sees at least one CUDA device."""
     try:
         import cupy
+        apply_cupy_pool_setting()
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:
         return False

@@ -11,14 +11,13 @@
   "thorough"; pick one with --hypothesis-profile=NAME.
 
 MINICNN_CUPY_NO_POOL=1 turns CuPy's memory pool off (one cudaMalloc per array), so
-that compute-sanitizer's memcheck sees every array's bounds (scripts/gpu_check.sh).
+that compute-sanitizer's memcheck sees every array's bounds (minicnn/device.py;
+scripts/gpu_round.sh's memcheck steps): applied here before any test makes an array.
 
 After every test the CPU backend and the kernels' thread count are put back to what
 they were when the session started, so a test that switches them cannot change
 what the tests after it run on.
 """
-
-import os
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -57,12 +56,8 @@ def gpu_backend(request, monkeypatch):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped with reason 'no CUDA device' elsewhere)")
-    if os.environ.get("MINICNN_CUPY_NO_POOL") == "1":
-        try:
-            import cupy
-            cupy.cuda.set_allocator(None)
-        except ImportError:
-            pass
+    from minicnn.device import apply_cupy_pool_setting
+    apply_cupy_pool_setting()
 
 
 _session_cpu_settings = {}

@@ -103,6 +103,8 @@ CHECKS = {
     "python -m minicnn trace alexnet --batch 8 --device cuda": ("parse", "GPU only; tests/test_trace.py runs the "
                                                                          "command on the CPU, test_no_sync.py the "
                                                                          "trace on a fake GPU"),
+    "python -m minicnn trace alexnet --batch 128 --device cuda": ("parse", "GPU only; scripts/gpu_round.sh's trace step "
+                                                                           "runs it on each loader"),
     "python examples/backprop_tour.py": ("run", "tests/test_examples.py runs it, and the notebook with nbclient"),
     "python examples/transfer_like_keras.py": ("run", "tests/test_examples.py runs it and checks what it prints"),
     'pip install "minicnn[onnx]"': ("setup", "the extra 'onnx' exists in setup.py"),
@@ -151,11 +153,14 @@ CHECKS = {
     "pip install -v": ("setup", "plain pip option"),
     "python setup.py build_ext --inplace": ("setup", "setup.py's BuildExt"),
     "python -m pytest tests -m gpu": ("parse", "GPU only; the marker 'gpu' is registered, and "
-                                               "scripts/gpu_check.sh test runs it (dry-run on CI)"),
-    "scripts/gpu_check.sh build    OUT": ("parse", "GPU only; tests/test_gpu_check.py dry-runs every stage on CI"),
-    "scripts/gpu_check.sh test     OUT": ("parse", "as above"),
-    "scripts/gpu_check.sh sanitize OUT": ("parse", "as above"),
-    "scripts/gpu_check.sh bench    OUT": ("parse", "as above"),
+                                               "scripts/gpu_round.sh runs its files step by step (dry-run on CI)"),
+    "scripts/gpu_round.sh [--dry-run] [OUTDIR]": ("parse", "GPU only; the usage line below; tests/test_gpu_round.py "
+                                                           "runs --dry-run on CI"),
+    "python benchmarks/alexnet_bench.py": ("parse", "GPU by default; tests/test_benchmarks.py runs its CPU form, both "
+                                                    "halves merged"),
+    "python benchmarks/alexnet_bench.py --tf32": ("parse", "as above"),
+    "python benchmarks/alexnet_bench.py --device cpu --batch 2": ("parse", "as above: tests/test_benchmarks.py runs it "
+                                                                           "with --warmup 0 --repeats 1"),
     # ---- stepping through a kernel (docs/kernels.md)
     "MINICNN_DEBUG_BUILD=1 pip install -e .": ("setup", "setup.py reads MINICNN_DEBUG_BUILD; tests/test_debug_build.py "
                                                        "checks the flags it switches"),
@@ -300,6 +305,12 @@ def test_conv_bench_commands_with_small_settings(tmp_path, capsys):
         assert all(layer in printed for layer in layers)
 
 
+def test_alexnet_bench_commands_parse_as_written():
+    alexnet_bench = _script("benchmarks", "alexnet_bench")
+    for command in (c for c in CHECKS if c.startswith("python benchmarks/alexnet_bench.py")):
+        alexnet_bench.build_parser().parse_args(shlex.split(command)[2:])
+
+
 def test_scaling_benchmark_commands_parse_as_written():
     scaling = _script("benchmarks", "scaling")
     for command in (c for c in CHECKS if c.startswith("python benchmarks/scaling.py")):
@@ -377,9 +388,9 @@ def test_setup_commands_name_what_exists():
     assert "torch==2.13.0" in ci
     assert '"h5py"' in re.search(r"^keras = \[.*\]", extras_table, re.M).group(0), "the keras extra must bring h5py"
     assert '"markers", "gpu:' in (ROOT / "tests" / "conftest.py").read_text(), "the marker 'gpu' is not registered"
-    stages = re.search(r'case "\$STAGE" in ([\w|]+)\)', (ROOT / "scripts" / "gpu_check.sh").read_text()).group(1)
-    for command in (c for c in CHECKS if c.startswith("scripts/gpu_check.sh")):
-        assert command.split()[1] in stages.split("|"), f"{command}: no such stage in scripts/gpu_check.sh"
+    usage = re.search(r'echo "usage: (scripts/gpu_round.sh [^(]+?)\s+\(', (ROOT / "scripts" / "gpu_round.sh").read_text())
+    for command in (c for c in CHECKS if c.startswith("scripts/gpu_round.sh")):
+        assert command == usage.group(1), f"{command}: scripts/gpu_round.sh's usage is {usage.group(1)!r}"
     gdb = next(c for c in CHECKS if "gdb" in c)
     from minicnn.backends.sources import kernel_names
     assert re.search(r"break (\w+)<float>", gdb).group(1) in kernel_names()

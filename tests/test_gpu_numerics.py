@@ -11,7 +11,7 @@ multiply-add, IEEE division and square root, float32 denormals flushed to zero. 
 - a float32 denormal becomes 0 on the GPU and stays on the host.
 
 On CI (no GPU) these tests are skipped, "no CUDA device"; tests/test_nvcc_compile.py
-checks the PTX for the same promise there. Run on a GPU by scripts/gpu_check.sh test.
+checks the PTX for the same promise there. Run on a GPU by scripts/gpu_round.sh (numerics, memcheck-numerics).
 """
 
 import numpy as np
