@@ -82,6 +82,15 @@ CHECKS = {
     f"python -m minicnn evaluate {CHECKPOINT} [--ten-crop]": ("run", "both forms, on the fixture's checkpoint"),
     f"python -m minicnn evaluate {CHECKPOINT}": ("run", "on the fixture's checkpoint"),
     f"python -m minicnn evaluate {CHECKPOINT} --ten-crop": ("run", "on the fixture's checkpoint"),
+    "python -m minicnn evaluate model.npz --dataset digits": ("parse", "tests/test_cli.py runs it on a zoo model "
+                                                                      "saved with mc.save"),
+    "python -m minicnn evaluate model.npz --dataset mnist5k": ("parse", "as above"),
+    "python -m minicnn evaluate model.npz --dataset mnist5k --model alexnet_small": (
+        "parse", "tests/test_cli.py runs --model on a network built by hand with alexnet_small's layers"),
+    f"python -m minicnn evaluate {CHECKPOINT} --data-root DIR": ("parse", "tests/test_cli.py moves a folder run's "
+                                                                         "photos and evaluates it with --data-root"),
+    "python -m minicnn evaluate runs/transfer/pretrained.npz": ("parse", "tests/test_cli.py runs it on a pretrained.npz "
+                                                                         "the demo's save_pretrained wrote"),
     "python -m minicnn summary alexnet": ("run", "prints 60,965,224"),
     "python -m minicnn summary vgg16 --input-shape 3 64 64": ("run", "prints 138,357,544"),
     "python -m minicnn summary alexnet_small --input-shape 3 32 32": ("run", "prints the rebuilt model"),
