@@ -44,7 +44,8 @@ PRINTED = {
     # the main job; other thread counts and the NumPy reference backend gave 1.8-2.6% and 0.0-0.3%
     "main top-1": Printed(MAIN_JOB, r"test top-1 error ([\d.]+)%", 0, 1.80, 1.0, 3.5),
     "main top-5": Printed(MAIN_JOB, r"top-5 error ([\d.]+)%", 0, 0.00, 0.0, 0.6),
-    "main epoch 5 top-1": Printed(MAIN_JOB, r"^epoch 5/15 .*\| test loss [\d.]+ top-1 err ([\d.]+)%", 0, 4.80, 2.0, 9.0),
+    "main epoch 5 top-1": Printed(MAIN_JOB, r"^epoch 5/15 .*\| test loss [\d.]+ top-1 err ([\d.]+)%", 0, 4.80,
+                                  2.0, 9.0),
     "main five-crop top-1": Printed(FIVE_CROP, r"top-1 error ([\d.]+)%", 0, 1.90, 1.0, 3.5),
     "main five-crop top-5": Printed(FIVE_CROP, r"top-5 error ([\d.]+)%", 0, 0.10, 0.0, 0.6),
     # the transfer demo: few-shot errors vary much more with the order of float32 sums
