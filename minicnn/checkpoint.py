@@ -57,7 +57,9 @@ def _unpack(value, archive):
 
 def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, extra=None, class_names=None):
     """Write model and optimizer state, epoch, history, minicnn's RNG state and
-    ``extra`` (a JSON-able dict, e.g. how to rebuild the model) to ``path``, atomically.
+    ``extra`` (a JSON-able dict, e.g. how the data were prepared) to ``path``, atomically.
+    A model of the zoo (mc.models) also leaves its ``architecture`` (its builder and arguments),
+    from which ``mc.models.build`` makes the network again.
 
     class_names: the name of each class id (a dataset's ``class_names``); by default the
     model's ``class_names`` attribute when it has one (load() sets it), else none are stored."""
@@ -68,6 +70,7 @@ def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, 
     arrays = {}
     meta = {
         "class_names": [str(name) for name in class_names] if class_names is not None else None,
+        "architecture": _pack(getattr(model, "architecture", None), arrays, "architecture"),
         "format": FORMAT,
         "version": VERSION,
         "epoch": epoch,
@@ -144,11 +147,13 @@ def load(path, model=None, optimizer=None, scheduler=None, restore_rng=True):
     names must match what was saved, else a ValueError names the difference).
     restore_rng: set minicnn's global generator (dropout seeds) to the saved state.
     Returns a dict: epoch, history (a History or None), extra, class_names (a list, or
-    None when the checkpoint names no classes; also set as ``model.class_names``), and
-    the raw "model", "optimizer" and "scheduler" states.
+    None when the checkpoint names no classes; also set as ``model.class_names``),
+    architecture (the zoo model's builder and arguments, for ``mc.models.build``, or None
+    for a model not of the zoo), and the raw "model", "optimizer" and "scheduler" states.
     """
     state = _read(path)
     state.setdefault("class_names", None)       # checkpoints written before class names were stored
+    state.setdefault("architecture", None)      # ... and before architectures were
     try:
         if model is not None:
             model.load_state_dict(state["model"])

@@ -237,3 +237,128 @@ def test_explain_prints_the_op_and_refuses_unknown_names(capsys):
     assert code == 0 and "csrc/pool.cuh" in out and "minicnn/naive.py" in out
     code, _, err = run(capsys, "explain", "conv3d")
     assert code == 2 and "no op named 'conv3d'" in one_error_line(err)
+
+
+# ------------------------------------------------------------------ summary and evaluate: the whole zoo, any checkpoint
+def shell(*argv, cwd=None):
+    """(exit status, stdout, stderr) of `python -m minicnn ...` run from a shell."""
+    done = subprocess.run([sys.executable, "-m", "minicnn", *argv], cwd=cwd or ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_commands_know_every_model_of_the_zoo():
+    import minicnn as mc
+    from minicnn.cli.common import ZOO
+    assert set(ZOO) == set(mc.models.ZOO)
+    builders = {name for name, value in vars(mc.models).items()
+                if callable(value) and not isinstance(value, type) and not name.startswith("_") and name != "build"}
+    assert builders == set(mc.models.ZOO)
+
+
+@pytest.mark.parametrize("name, parameters", [
+    ("alexnet", "60,965,224"), ("alexnet_small", "534,154"), ("alexnet_torchvision", "61,100,840"),
+    ("vgg16", "138,357,544"), ("vgg16_bn", "138,365,992"), ("resnet18", "11,689,512")])
+def test_summary_of_every_zoo_model(name, parameters, capsys):
+    code, out, _ = run(capsys, "summary", name)
+    assert code == 0 and f"total parameters: {parameters}" in out   # torchvision's counts for its models
+
+
+def test_summary_from_a_shell_resnet18_without_its_top():
+    code, out, err = shell("summary", "resnet18", "--no-top", "--input-shape", "3", "64", "64")
+    assert code == 0, err
+    assert "input: 3x64x64" in out and "layer4.1.relu" in out and "total parameters: 11,176,512" in out
+
+
+def digits_test_error(model, side=28):
+    """top-1 error of ``model`` on the digits' test images (seed 0) resized to ``side``, in this process."""
+    import minicnn as mc
+    import minicnn.data as D
+    _, test = D.digits(seed=0)
+    loader = D.DataLoader(test, 250, transform=D.Resize((side, side)))
+    return mc.evaluate(model, loader).top1_error
+
+
+def test_evaluate_a_zoo_model_saved_with_mc_save(tmp_path):
+    import minicnn as mc
+    mc.manual_seed(3)
+    model = mc.models.alexnet_small(num_classes=10)
+    mc.save(str(tmp_path / "model.npz"), model)
+    code, out, err = shell("evaluate", str(tmp_path / "model.npz"), "--dataset", "digits")
+    assert code == 0, err
+    assert "alexnet_small on digits test set (359 images, as the dataset gives them, not normalised" in out
+    assert f"top-1 error {digits_test_error(model):.2%}" in out
+    # what it cannot do: one error line, exit status 2
+    code, _, err = shell("evaluate", str(tmp_path / "model.npz"))
+    assert code == 2 and "does not record the data it was trained on: give --dataset" in one_error_line(err)
+    code, _, err = shell("evaluate", str(tmp_path / "model.npz"), "--dataset", "digits", "--model", "vgg16")
+    assert code == 2 and "holds the zoo model alexnet_small, not vgg16" in one_error_line(err)
+    code, _, err = shell("evaluate", str(tmp_path / "model.npz"), "--dataset", "digits", "--ten-crop")
+    assert code == 2 and "--ten-crop needs the crop the model was trained on" in one_error_line(err)
+    code, _, err = shell("evaluate", str(tmp_path / "model.npz"), "--dataset", "digits", "--data-root", "/x")
+    assert code == 2 and "this one records none" in one_error_line(err)
+
+
+def test_evaluate_a_model_that_does_not_record_its_network_with_model(tmp_path, capsys):
+    import minicnn as mc
+    from collections import OrderedDict
+    mc.manual_seed(4)
+    zoo_model = mc.models.alexnet_small(num_classes=10)
+    by_hand = mc.nn.Sequential(OrderedDict(zoo_model.named_children()))   # the same layers, built by hand
+    assert not hasattr(by_hand, "architecture")
+    mc.save(str(tmp_path / "model.npz"), by_hand)
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "model.npz"), "--dataset", "digits")
+    assert code == 2 and "does not record its network" in one_error_line(err) and "--model NAME" in err
+    code, out, _ = run(capsys, "evaluate", str(tmp_path / "model.npz"), "--dataset", "digits", "--model",
+                       "alexnet_small")
+    assert code == 0 and f"top-1 error {digits_test_error(zoo_model):.2%}" in out
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "model.npz"), "--dataset", "digits", "--model",
+                       "alexnet_torchvision")
+    assert code == 2 and "does not match" in one_error_line(err) and "as --model alexnet_torchvision" in err
+
+
+def test_evaluate_a_model_whose_input_the_data_do_not_fit_names_the_layer(tmp_path, capsys):
+    import minicnn as mc
+    folder = make_folder(tmp_path / "photos", per_class=3)                 # RGB photos
+    mc.save(str(tmp_path / "grey.npz"), mc.models.alexnet_small(num_classes=2, in_channels=1))
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "grey.npz"), "--dataset", f"folder:{folder}")
+    assert code == 2 and "conv1" in one_error_line(err)
+
+
+def test_evaluate_the_transfer_demos_pretrained_network(tmp_path):
+    import argparse
+    import minicnn as mc
+    import minicnn.data as D
+    from minicnn import transfer
+    from minicnn.cli import transfer_demo
+    images, labels = D.stack(D.mnist5k()[1])
+    low = labels < 5
+    mc.manual_seed(5)
+    pretrained = transfer_demo.he_init(mc.models.alexnet_small(num_classes=5))
+    transfer_demo.save_pretrained(str(tmp_path / "pretrained.npz"), pretrained,
+                                  argparse.Namespace(seed=0, pretrain_epochs=3), images[low], labels[low])
+    code, out, err = shell("evaluate", str(tmp_path / "pretrained.npz"))
+    assert code == 0, err
+    assert "(502 images of its 5 classes (the dataset's 5, 6, 7, 8, 9 left out), centre crop, epoch 3)" in out
+    # the number the demo prints as "pretrained test error on the digits 0-4"
+    assert f"top-1 error {transfer.error_rate(pretrained, images[low], labels[low]):.2%}" in out
+    code, _, err = shell("evaluate", str(tmp_path / "pretrained.npz"), "--data-root", str(tmp_path))
+    assert code == 2 and "mnist5k is not a dataset in a folder of yours" in one_error_line(err)
+    assert mc.weights.load(mc.models.alexnet_small(num_classes=5), str(tmp_path / "pretrained.npz")).loaded
+
+
+def test_evaluate_a_folder_that_moved_with_data_root(tmp_path, capsys):
+    import shutil
+    folder = make_folder(tmp_path / "photos")
+    code, _, _ = train_folder(capsys, folder, tmp_path / "run")
+    assert code == 0
+    checkpoint = str(tmp_path / "run" / "checkpoint.npz")
+    code, before, _ = run(capsys, "evaluate", checkpoint)
+    assert code == 0
+    shutil.move(str(folder), str(tmp_path / "moved"))
+    code, _, err = run(capsys, "evaluate", checkpoint)
+    assert code == 2 and "12 missing" in one_error_line(err) and "--data-root DIR" in err
+    code, after, _ = run(capsys, "evaluate", checkpoint, "--data-root", str(tmp_path / "moved"))
+    assert code == 0 and after == before
+    code, _, err = run(capsys, "evaluate", checkpoint, "--dataset", "digits")
+    assert code == 2 and "leave out --dataset digits" in one_error_line(err)

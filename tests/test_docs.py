@@ -82,6 +82,15 @@ CHECKS = {
     f"python -m minicnn evaluate {CHECKPOINT} [--ten-crop]": ("run", "both forms, on the fixture's checkpoint"),
     f"python -m minicnn evaluate {CHECKPOINT}": ("run", "on the fixture's checkpoint"),
     f"python -m minicnn evaluate {CHECKPOINT} --ten-crop": ("run", "on the fixture's checkpoint"),
+    "python -m minicnn evaluate model.npz --dataset digits": ("parse", "tests/test_cli.py runs it on a zoo model "
+                                                                      "saved with mc.save"),
+    "python -m minicnn evaluate model.npz --dataset mnist5k": ("parse", "as above"),
+    "python -m minicnn evaluate model.npz --dataset mnist5k --model alexnet_small": (
+        "parse", "tests/test_cli.py runs --model on a network built by hand with alexnet_small's layers"),
+    f"python -m minicnn evaluate {CHECKPOINT} --data-root DIR": ("parse", "tests/test_cli.py moves a folder run's "
+                                                                         "photos and evaluates it with --data-root"),
+    "python -m minicnn evaluate runs/transfer/pretrained.npz": ("parse", "tests/test_cli.py runs it on a pretrained.npz "
+                                                                         "the demo's save_pretrained wrote"),
     "python -m minicnn summary alexnet": ("run", "prints 60,965,224"),
     "python -m minicnn summary vgg16 --input-shape 3 64 64": ("run", "prints 138,357,544"),
     "python -m minicnn summary alexnet_small --input-shape 3 32 32": ("run", "prints the rebuilt model"),
@@ -221,7 +230,8 @@ def test_the_main_job_small_and_its_evaluate_commands(digits_run, capsys):
     assert mc.load(str(digits_run / "checkpoint.npz"))["extra"]["test_set"]["images"] == 359   # evaluate checks it
     capsys.readouterr()
     forms = set()   # the docs show the same two forms several times: each runs once
-    for command in (c for c in CHECKS if c.startswith("python -m minicnn evaluate")):
+    runs = [c for c, (kind, _) in CHECKS.items() if kind == "run"]   # the other forms: tests/test_cli.py
+    for command in (c for c in runs if c.startswith("python -m minicnn evaluate")):
         for ten_crop in ((False, True) if "[--ten-crop]" in command else ("--ten-crop" in command,)):
             argv = [a for a in minicnn_argv(command) if a != "--ten-crop"] + (["--ten-crop"] if ten_crop else [])
             forms.add(tuple(str(digits_run / "checkpoint.npz") if a == CHECKPOINT else a for a in argv))

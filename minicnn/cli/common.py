@@ -3,9 +3,10 @@
 import argparse
 import contextlib
 
-# every model of the zoo (mc.models) and the input it is built for, for `summary`, `graph` and `trace`
+# every model of the zoo (mc.models.ZOO) and the input it is built for, for `summary`, `graph`, `trace`
+# and `evaluate` (tests/test_cli.py holds the two lists equal)
 ZOO = {"alexnet": (3, 227, 227), "alexnet_small": (1, 28, 28), "alexnet_torchvision": (3, 224, 224),
-       "vgg16": (3, 224, 224)}
+       "vgg16": (3, 224, 224), "vgg16_bn": (3, 224, 224), "resnet18": (3, 224, 224)}
 
 
 class UsageError(Exception):

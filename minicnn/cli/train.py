@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from .common import HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
+from .. import models
+from .common import ZOO, HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
 
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
 # held-out MNIST digits within 5 minutes on a 2-core CPU (see docs/training.md).
@@ -89,7 +90,6 @@ def check_model(name, in_channels, input_size):
 
 
 def build_model(name, num_classes, in_channels, input_size):
-    from .. import models
     check_model(name, in_channels, input_size)
     if name == "alexnet_small":
         return models.alexnet_small(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
@@ -156,7 +156,8 @@ def recorded_test_set(record, model_name, fresh_test):
                        ([f"{len(changed)} changed ({listed(changed)})"] if changed else [])
             raise UsageError(f"the folder {root} no longer holds the {len(record['files'])} test images this run "
                              f"held out: {' and '.join(problems)}; evaluate refuses to test on other images, which "
-                             f"may have been training images (restore them, or train again)")
+                             f"may have been training images (restore them, or train again; a folder that moved: "
+                             f"--data-root DIR)")
         side = folder_side(model_name)
         return D.ImageFiles([os.path.join(root, f[0]) for f in record["files"]], [f[1] for f in record["files"]],
                             record["classes"], image_size=(side, side))
@@ -311,41 +312,190 @@ def model_of_run(path, extra):
     return model
 
 
+# ------------------------------------------------------------------ evaluate: any checkpoint that knows its model
+RECORD = ("dataset", "seed", "classes", "channels", "recipe", "normalize")   # how a recorded test set is made again
+
+
 def evaluate_command(args):
+    """Test a checkpoint. One that records its data (train's checkpoint.npz, the transfer demo's
+    pretrained.npz) is tested on exactly the images it held out, prepared as in training; one that
+    records none (mc.save in Python) on --dataset's test images as the dataset gives them. The
+    network is the zoo model the checkpoint records (mc.save of a zoo model does), or --model."""
     import minicnn as mc
     from .. import data as D
 
     device = choose_device(args.device)
     world = mc.distributed.init(device)      # under mpiexec: each rank evaluates its share of the test set
-    state, extra = read_run_checkpoint(args.checkpoint)
-    record = extra.get("test_set")
-    if record is None and extra["dataset"].startswith("folder:"):
-        raise UsageError(f"{args.checkpoint} does not record which images of {extra['dataset']} were held out "
-                         "(it was written by an older minicnn); the split recomputed now could include training "
-                         "images, so evaluate refuses; train again to get a checkpoint that records it")
-    with user_input(f"the run's dataset {extra['dataset']}"):
-        if record is not None and "files" in record:
-            test = recorded_test_set(record, extra["model"], None)   # exactly the files held out, checked
-        else:
-            _, test, _ = load_dataset(extra["dataset"], extra["seed"], extra["model"])
-            if record is not None:
-                test = recorded_test_set(record, extra["model"], test)
-        normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
-        _, test_tf, ten_tf = make_transforms(extra["recipe"], normalize)
-    model = model_of_run(args.checkpoint, extra)
+    with user_input():
+        state = mc.load(args.checkpoint, restore_rng=False)
+    extra = state["extra"] or {}
+    name = model_name_of(args, state)
+    if "dataset" in extra:
+        dataset = extra["dataset"]
+        test, left_out, recipe, normalize = recorded_test(args, extra, name)
+        _, test_tf, ten_tf = make_transforms(recipe, normalize)
+        side = recipe["crop"]
+        prepared = ""
+    else:
+        dataset = args.dataset
+        test, left_out, side = given_test(args, state, name)
+        recipe = None
+        test_tf = D.Resize(side)            # digits' 8x8 to 28x28, as train does; same size: unchanged
+        prepared = "as the dataset gives them, not normalised (the checkpoint records no preprocessing), "
+        if args.ten_crop:
+            raise UsageError(f"--ten-crop needs the crop the model was trained on, and {args.checkpoint} records "
+                             "no preprocessing; evaluate it without --ten-crop")
+    model = model_of_checkpoint(args, state, name, test.classes, test[0][0].shape[0], side)
     model.to(device)
     loader = D.DataLoader(test, 100 if args.ten_crop else 250, transform=ten_tf if args.ten_crop else test_tf,
                           num_replicas=world.size, rank=world.rank)
-    result = mc.evaluate(model, loader, ten_crop=args.ten_crop)
+    if recipe is None:   # --dataset's images may not fit the model: the error names the layer and what fits
+        with user_input(f"{name} of {args.checkpoint} on --dataset {dataset}"):
+            result = mc.evaluate(model, loader)
+    else:
+        result = mc.evaluate(model, loader, ten_crop=args.ten_crop)
     if not world.is_main:
         return 0
-    views = "centre crop"
+    views = "centre crop" if recipe else "whole images"
     if args.ten_crop:
-        views = "ten-crop" if extra["recipe"]["photos"] else "five-crop (corners and centre; digits are not mirrored)"
-    top5 = f", top-5 error {result.top5_error:.2%}" if len(extra["classes"]) > 5 else ""
-    print(f"{extra['model']} on {extra['dataset']} test set ({len(test)} images, {views}, epoch {state['epoch']}): "
+        views = "ten-crop" if recipe["photos"] else "five-crop (corners and centre; digits are not mirrored)"
+    kept = f" of its {len(test.classes)} classes (the dataset's {', '.join(left_out)} left out)" if left_out else ""
+    epoch = f", epoch {state['epoch']}" if state["epoch"] is not None else ""
+    top5 = f", top-5 error {result.top5_error:.2%}" if len(test.classes) > 5 else ""
+    print(f"{name} on {dataset} test set ({len(test)} images{kept}, {prepared}{views}{epoch}): "
           f"loss {result.loss:.4f}, top-1 error {result.top1_error:.2%}{top5}")
     return 0
+
+
+def model_name_of(args, state):
+    """The zoo model a checkpoint holds: the one it records (or train's record of it), else --model."""
+    recorded = (state["architecture"] or {}).get("name") or (state["extra"] or {}).get("model")
+    if recorded is not None and args.model is not None and args.model != recorded:
+        raise UsageError(f"{args.checkpoint} holds the zoo model {recorded}, not {args.model}; leave out --model")
+    name = recorded or args.model
+    if name is None:
+        raise UsageError(f"{args.checkpoint} does not record its network (it was saved from a model not built by "
+                         f"mc.models, or by an older minicnn): give --model NAME if it is one of the zoo's "
+                         f"({', '.join(models.ZOO)}), else load it with mc.load in Python")
+    if name not in models.ZOO:
+        raise UsageError(f"{args.checkpoint} holds the model {name!r}, which this minicnn's zoo does not have")
+    return name
+
+
+def recorded_test(args, extra, name):
+    """(test set, classes left out, recipe, normalize) of a checkpoint that records its data (RECORD):
+    exactly the images it held out, of the model's classes, from --data-root when the data moved."""
+    from .. import data as D
+    missing = [k for k in RECORD if k not in extra]
+    if missing:
+        raise UsageError(f"{args.checkpoint} records its dataset but not {missing}; it was not written by "
+                         "'python -m minicnn train' or 'transfer': load it with mc.load in Python instead")
+    spec, record = extra["dataset"], extra.get("test_set")
+    if args.dataset is not None and args.dataset != spec:
+        raise UsageError(f"{args.checkpoint} was tested on {spec} and evaluate tests it on exactly the images it "
+                         f"held out; leave out --dataset {args.dataset} (--data-root DIR: where the data lie now)")
+    if args.data_root is not None:
+        spec, record = moved(spec, record, os.path.abspath(os.path.expanduser(args.data_root)))
+    if record is None and spec.startswith("folder:"):
+        raise UsageError(f"{args.checkpoint} does not record which images of {spec} were held out (it was "
+                         "written by an older minicnn); the split recomputed now could include training images, "
+                         "so evaluate refuses; train again to get a checkpoint that records it")
+    with user_input(f"the checkpoint's dataset {spec}"):
+        if record is not None and "files" in record:
+            test = recorded_test_set(record, name, None)   # exactly the files held out, checked
+        else:
+            _, test, _ = load_dataset(spec, extra["seed"], name)
+        test, left_out = keep_classes(test, extra["classes"])
+        if record is not None and "files" not in record:
+            test = recorded_test_set(record, name, test)
+        normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
+    return test, left_out, extra["recipe"], normalize
+
+
+def moved(spec, record, root):
+    """The dataset ``spec`` and its test-set record, with the data now at ``root`` (--data-root)."""
+    if spec.startswith("cifar10:"):
+        return f"cifar10:{root}", record
+    if spec.startswith("folder:"):
+        return f"folder:{root}", (dict(record, root=root) if record is not None and "files" in record else record)
+    raise UsageError(f"--data-root: {spec} is not a dataset in a folder of yours (it ships with a package); "
+                     "leave out --data-root")
+
+
+def given_test(args, state, name):
+    """(test set, classes left out, the model's input (H, W)) for a checkpoint that records no data:
+    --dataset's test images (mnist5k's and cifar10's fixed ones, digits' split with seed 0, every
+    image of a folder: a folder of test images, as Keras's evaluate takes one), of the model's
+    classes when the checkpoint names them (mc.save(..., class_names=...))."""
+    from .. import data as D
+    if args.dataset is None:
+        raise UsageError(f"{args.checkpoint} does not record the data it was trained on: give --dataset "
+                         "mnist5k|digits|folder:PATH|cifar10:PATH to test it on")
+    if args.data_root is not None:
+        raise UsageError("--data-root moves the dataset a checkpoint records; this one records none: "
+                         "name the folder in --dataset")
+    architecture = state["architecture"]
+    if architecture is not None and name == "alexnet_small":
+        size = architecture["arguments"]["input_size"]
+        side = (size, size) if isinstance(size, int) else tuple(size)
+    elif architecture is None and name == "alexnet_small":
+        side = None        # --model alexnet_small: built for the dataset's images
+    else:
+        side = ZOO[name][1:]         # the input the zoo builds it for
+    with user_input(f"--dataset {args.dataset}"):
+        if args.dataset.startswith("folder:"):
+            test = D.image_folder(os.path.expanduser(args.dataset[len("folder:"):]),
+                                  image_size=side or (folder_side(name),) * 2)
+        else:
+            _, test, recipe = load_dataset(args.dataset, 0, name)
+            side = side or ((recipe["resize"],) * 2 if recipe["resize"] else tuple(test[0][0].shape[1:]))
+        test, left_out = keep_classes(test, state["class_names"] or test.classes)
+    return test, left_out, side or tuple(test[0][0].shape[1:])
+
+
+def keep_classes(test, classes):
+    """(the images of ``test`` whose class is one of ``classes`` (names), labelled by their place
+    there, the dataset's classes left out): a model trained on some of a dataset's classes, or on
+    them in another order, is tested on its own."""
+    from .. import data as D
+    if list(test.classes) == list(classes):
+        return test, []
+    place = {str(c): i for i, c in enumerate(classes)}
+    new_label = np.array([place.get(str(c), -1) for c in test.classes])
+    left_out = [str(c) for c in test.classes if str(c) not in place]
+    if isinstance(test, D.ImageFiles):
+        labels = new_label[test.labels]
+        kept = np.flatnonzero(labels >= 0)
+        test = D.ImageFiles([test.files[i] for i in kept], labels[kept], classes, test.image_size, test.color_mode)
+    else:
+        images, labels = D.stack(test)
+        labels = new_label[labels]
+        test = D.ArrayDataset(images[labels >= 0], labels[labels >= 0], classes=[str(c) for c in classes])
+    if len(test) == 0:
+        raise UsageError(f"none of the dataset's images is of the model's classes {list(classes)}")
+    return test, left_out
+
+
+def model_of_checkpoint(args, state, name, classes, channels, side):
+    """The checkpoint's network with its weights: rebuilt from the architecture it records (mc.save of a
+    zoo model), from train's record (older train checkpoints), or as --model NAME for the data."""
+    import minicnn as mc
+    extra = state["extra"] or {}
+    with user_input(f"the checkpoint {args.checkpoint}"):
+        if state["architecture"] is not None:
+            model = models.build(state["architecture"])
+        elif "model" in extra and "recipe" in extra:
+            model = build_model(name, len(extra["classes"]), extra["channels"], extra["recipe"]["crop"])
+        elif name == "alexnet_small":
+            model = models.alexnet_small(num_classes=len(classes), in_channels=channels, input_size=side)
+        else:
+            model = models.ZOO[name](num_classes=len(classes))
+        try:
+            mc.load(args.checkpoint, model, restore_rng=False)
+        except ValueError as e:
+            how = "as it records" if state["architecture"] is not None else f"as --model {name} for the data"
+            raise ValueError(f"{e} (the {name} built {how})") from e
+    return model
 
 
 def add_train_parser(commands, common):
@@ -388,13 +538,28 @@ def add_train_parser(commands, common):
 
 def add_evaluate_parser(commands, common):
     evaluate = commands.add_parser(
-        "evaluate", parents=[common], formatter_class=HelpFormatter, help="test a checkpoint written by 'train'",
-        description="Test a checkpoint written by 'python -m minicnn train' on exactly the images that run "
-                    "held out (for a folder: dataset, the files it recorded, checked unchanged).")
-    evaluate.add_argument("checkpoint", help="a checkpoint.npz written by 'train'")
+        "evaluate", parents=[common], formatter_class=HelpFormatter,
+        help="test a checkpoint (train's, transfer's pretrained.npz, or mc.save's)",
+        description="Test a minicnn checkpoint. One written by 'python -m minicnn train' (or the transfer "
+                    "demo's pretrained.npz) is tested on exactly the images its run held out (for a folder: "
+                    "dataset, the files it recorded, checked unchanged), prepared as in training. One saved "
+                    "with mc.save in Python records no data: --dataset names them, and its images are given "
+                    "as the dataset has them (values in [0, 1], not normalised), resized to the model's input. "
+                    "The network is the zoo model the checkpoint records (mc.save of a model of mc.models "
+                    "records it), else --model.")
+    evaluate.add_argument("checkpoint", help="a minicnn checkpoint (.npz, written by train, transfer or mc.save)")
     evaluate.add_argument("--ten-crop", action="store_true",
                           help="average the predictions of the four corner crops, the centre crop and their "
                                "mirrors (the paper; digits are not mirrored)")
+    evaluate.add_argument("--model", default=None, choices=tuple(models.ZOO),
+                          help="the zoo model the checkpoint holds, when it does not record it (default: the "
+                               "one it records); alexnet_small is built for --dataset's images")
+    evaluate.add_argument("--dataset", default=None,
+                          help="mnist5k, digits, folder:PATH (every image in it) or cifar10:PATH, for a checkpoint "
+                               "that records no data (default: the data it records)")
+    evaluate.add_argument("--data-root", default=None, metavar="DIR",
+                          help="where the folder: or cifar10: data the checkpoint records lie now, when they moved "
+                               "(the held-out files are still checked against their SHA-256)")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                           help="auto: the GPU when CuPy sees one, else the CPU")
     evaluate.set_defaults(run=evaluate_command)

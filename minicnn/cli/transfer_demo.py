@@ -31,10 +31,11 @@ import numpy as np
 from .. import data as D
 from .. import models, nn, optim, transfer
 from .. import random as _random
+from ..checkpoint import save
 from ..training import fit
 from ..visualize import pyplot
-from ..weights import save_npz
 from .common import HelpFormatter
+from .train import describe_test_set
 
 
 DIGIT_NAMES = [f"digit {d}" for d in range(5, 10)]   # the classes 0-4 of the second task
@@ -248,7 +249,7 @@ def run(args, data=None, out=None):
         verbose=not args.quiet)
     pretrain_error = transfer.error_rate(pretrained, x_test[low_test], y_test[low_test])
     say(f"  pretrained test error on the digits 0-4: {pretrain_error:.2%} ({time.perf_counter() - t0:.0f}s)")
-    save_npz(pretrained, os.path.join(out, "pretrained.npz"))
+    save_pretrained(os.path.join(out, "pretrained.npz"), pretrained, args, x_test[low_test], y_test[low_test])
 
     # ---- 2. the digits 5-9 from a few examples each, over several draws of the examples
     rng = np.random.default_rng(args.seed)
@@ -298,6 +299,19 @@ def run(args, data=None, out=None):
         json.dump(metrics, f, indent=2)
     say(f"wrote {out}/: metrics.json transfer.png pretrained.npz ({seconds:.0f}s)")
     return metrics
+
+
+def save_pretrained(path, model, args, test_images, test_labels):
+    """The pretrained network as a checkpoint that records its data as `train`'s does, so that
+    `python -m minicnn evaluate pretrained.npz` tests it again on the held-out digits 0-4 (which
+    it checks, by their SHA-256, are the ones tested here); mc.weights.load reads its weights."""
+    classes = [str(d) for d in range(5)]
+    held_out = D.ArrayDataset(test_images, test_labels, classes=classes)
+    extra = dict(model="alexnet_small", dataset="mnist5k", seed=args.seed, classes=classes, channels=1,
+                 recipe=dict(resize=None, crop=28, photos=False),        # whole 28x28 digits, as pretrained
+                 normalize=dict(mean=[0.0], std=[1.0]),                   # values in [0, 1], not normalised
+                 test_set=describe_test_set(held_out))
+    save(path, model, epoch=args.pretrain_epochs, extra=extra, class_names=classes)
 
 
 def _reporter(task, draw, args, say):
