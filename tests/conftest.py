@@ -7,8 +7,8 @@
 - Tests marked ``gpu`` are collected everywhere and skipped, with the reason
   "no CUDA device", where CuPy sees no GPU.
 - Tests marked ``figures`` run the documented commands whose results the docs quote
-  (tests/test_figures.py; minutes of training): skipped, saying so, unless pytest is given
-  --run-figures.
+  (tests/test_figures.py; minutes of training). They run by default, so CI holds every
+  quoted figure to its command; --skip-figures skips them (saying so) for a quick local run.
 - Hypothesis profiles: "minicnn" (the default: few examples per backend, so the suite
   stays fast on two cores), "quick" (for slow runs such as compute-sanitizer) and
   "thorough"; pick one with --hypothesis-profile=NAME.
@@ -58,13 +58,13 @@ def gpu_backend(request, monkeypatch):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-figures", action="store_true",
-                     help="run the documented commands whose results the docs quote (minutes; tests/test_figures.py)")
+    parser.addoption("--skip-figures", action="store_true",
+                     help="skip the documented commands whose results the docs quote (minutes; tests/test_figures.py)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped with reason 'no CUDA device' elsewhere)")
-    config.addinivalue_line("markers", "figures: runs documented commands for minutes (only with --run-figures)")
+    config.addinivalue_line("markers", "figures: runs documented commands for minutes (skipped with --skip-figures)")
     from minicnn.device import apply_cupy_pool_setting
     apply_cupy_pool_setting()
 
@@ -88,8 +88,8 @@ def pytest_runtest_teardown(item):
 
 
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--run-figures"):
-        skip = pytest.mark.skip(reason="runs the documented commands for minutes: pytest --run-figures")
+    if config.getoption("--skip-figures"):
+        skip = pytest.mark.skip(reason="--skip-figures: the documented commands were not run")
         for item in items:
             if "figures" in item.keywords:
                 item.add_marker(skip)

@@ -9,7 +9,7 @@ the same recipe). QUOTED says where the docs quote each of them.
 - test_the_docs_quote_what_the_commands_printed (fast, always): every quoted figure equals its
   PRINTED value, rounded as the docs round it. Regenerating the docs means running the commands,
   writing their numbers into PRINTED, then into the docs; this test finds every place to change.
-- test_the_commands_still_print_it (minutes: pytest --run-figures): runs the commands on the
+- test_the_commands_still_print_it (minutes; skipped with pytest --skip-figures): runs the commands on the
   kernels backend with 2 threads and checks each printed number lies in its range.
 
 Training times are not here: they depend on the machine's load, and README's CPU table and
