@@ -6,22 +6,22 @@ everything else (epoch, RNG state, history, optimizer settings, user extras) is
 a JSON document in the member "meta.json", in which each array appears as
 {"__array__": member name}. No pickle: loading a checkpoint runs no code.
 
-Writes are atomic: the file is written under a temporary name in the same
-folder and renamed over the final name only when complete (os.replace), so a
-crash mid-write leaves the previous checkpoint intact, never a broken one. The
-file gets the permissions any new file gets (0666 less the umask, as open()
-gives), not the owner-only mode of tempfile.mkstemp.
+Writes are atomic (files.atomic_write): the file is written under a temporary
+name in the same folder and renamed over the final name only when complete and on
+disk, so a crash mid-write leaves the previous checkpoint intact, never a broken
+one; the temporary a killed save leaves behind is removed by the next save to the
+same path.
 """
 
 import json
 import os
-import secrets
 import zipfile
 
 import numpy as np
 
 from . import device as _device
 from . import random as _random
+from .files import atomic_write
 from .history import History
 
 FORMAT = "minicnn-checkpoint"
@@ -82,30 +82,8 @@ def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, 
         "extra": _pack(extra, arrays, "extra") if extra is not None else None,
     }
     arrays["meta.json"] = np.array(json.dumps(meta))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)     # atomic on POSIX and Windows: old file or new file, nothing between
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _create_temporary(path):
-    """A new file beside ``path`` with a unique name: (descriptor, name). Created with mode
-    0666, which the umask narrows, like any file open() creates (mkstemp would give 0600)."""
-    while True:
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                           f"{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read(path):
