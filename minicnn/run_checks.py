@@ -67,8 +67,8 @@ def nonfinite_output_error(model, inputs, outputs, where):
         bad = [f"{key} ({_nonfinite_kinds(value)})" for key, value in layer.state_dict().items()
                if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
         if bad:
-            message += f", whose {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite (a broken checkpoint, " \
-                       "or a run that diverged before it was saved?)"
+            message += (f", whose {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite (a run that "
+                        f"diverged before it was saved?)")
         else:
             message += ", whose weights are finite: its input is too large for it (weights that grew too big?)"
     return FloatingPointError(message + ". minicnn does not report metrics computed from NaN.")
