@@ -6,26 +6,38 @@ everything else (epoch, RNG state, history, optimizer settings, user extras) is
 a JSON document in the member "meta.json", in which each array appears as
 {"__array__": member name}. No pickle: loading a checkpoint runs no code.
 
-Writes are atomic: the file is written under a temporary name in the same
-folder and renamed over the final name only when complete (os.replace), so a
-crash mid-write leaves the previous checkpoint intact, never a broken one. The
-file gets the permissions any new file gets (0666 less the umask, as open()
-gives), not the owner-only mode of tempfile.mkstemp.
+A checkpoint from a stranger is read with bounds (see _check_members, _check_depth,
+_check_values): every member's declared shape must account for exactly the bytes
+the archive holds for it before any array is allocated (a header may declare a
+terabyte in a 1 KB file); meta.json may nest at most MAX_META_DEPTH deep; complex
+arrays anywhere, and NaN or infinite model, optimizer or scheduler values, are
+refused with an error naming the entry (a NaN weight gives NaN outputs; minicnn's
+weights are real).
+
+Writes are atomic (files.atomic_write): the file is written under a temporary
+name in the same folder and renamed over the final name only when complete and on
+disk, so a crash mid-write leaves the previous checkpoint intact, never a broken
+one; the temporary a killed save leaves behind is removed by the next save to the
+same path.
 """
 
 import json
+import math
 import os
-import secrets
+import re
 import zipfile
 
 import numpy as np
 
 from . import device as _device
 from . import random as _random
+from .files import atomic_write
 from .history import History
 
 FORMAT = "minicnn-checkpoint"
 VERSION = 1
+MAX_META_DEPTH = 64            # how deep meta.json may nest ([ and { inside each other); mc.save writes < 10
+DEFLATE_MAX_RATIO = 1032       # deflate cannot shrink data more than this: a member claiming more is lying
 
 
 def _pack(value, arrays, name):
@@ -82,30 +94,8 @@ def save(path, model, optimizer=None, scheduler=None, epoch=None, history=None, 
         "extra": _pack(extra, arrays, "extra") if extra is not None else None,
     }
     arrays["meta.json"] = np.array(json.dumps(meta))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)     # atomic on POSIX and Windows: old file or new file, nothing between
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _create_temporary(path):
-    """A new file beside ``path`` with a unique name: (descriptor, name). Created with mode
-    0666, which the umask narrows, like any file open() creates (mkstemp would give 0600)."""
-    while True:
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                           f"{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read(path):
@@ -121,23 +111,105 @@ def _read(path):
             raise ValueError(f"checkpoint {path} is corrupt (a truncated or damaged .npz archive)")
         raise ValueError(f"{path} is not a minicnn checkpoint (not an .npz archive; checkpoints are written "
                          "by mc.save and by 'python -m minicnn train')")
+    _check_members(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}  # reading checks every member's CRC
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise ValueError(f"checkpoint {path} is corrupt or not a minicnn checkpoint ({type(e).__name__}: {e})") from e
     try:
-        meta = json.loads(str(arrays.pop("meta.json")))
+        text = str(arrays.pop("meta.json"))
+        _check_depth(path, text)
+        meta = json.loads(text)
     except (KeyError, ValueError) as e:
-        raise ValueError(f"checkpoint {path} is not a minicnn checkpoint (no readable meta.json)") from e
+        raise ValueError(f"checkpoint {path} is not a minicnn checkpoint (no readable meta.json: {e})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint {path} is not a minicnn checkpoint (meta.json is not a JSON object)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} is not a minicnn checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
         raise ValueError(f"checkpoint {path} has format version {meta.get('version')}, this minicnn reads {VERSION}")
+    _check_values(path, meta, arrays)
     try:
         return _unpack(meta, arrays)
     except KeyError as e:
         raise ValueError(f"checkpoint {path} is corrupt: array {e} is missing") from e
+
+
+def _check_members(path):
+    """Every member of the archive: a .npy array (no pickled objects) whose header's shape and
+    dtype account for exactly the bytes the archive declares for it, and no more bytes declared
+    than the file can hold. Reads only the zip directory and each member's header: nothing the
+    header declares is allocated before it is found true."""
+    on_disk = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                where = f"checkpoint {path}: member {info.filename!r}"
+                if info.compress_type == zipfile.ZIP_STORED:
+                    plausible = info.file_size == info.compress_size <= on_disk
+                else:
+                    plausible = info.compress_size <= on_disk and info.file_size <= DEFLATE_MAX_RATIO * max(
+                        info.compress_size, 1)
+                if not plausible:
+                    raise ValueError(f"{where} declares {info.file_size} bytes, which a {on_disk}-byte file cannot "
+                                     f"hold: the archive is corrupt or crafted")
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"{where} is not an array (.npy): not a minicnn checkpoint")
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                    header_size = f.tell()
+                if dtype.hasobject:
+                    raise ValueError(f"{where} holds Python objects (a pickle): minicnn checkpoints hold none")
+                declared = math.prod(shape) * dtype.itemsize
+                if header_size + declared != info.file_size:
+                    raise ValueError(f"{where} declares shape {tuple(shape)} of {dtype} ({declared} bytes) but holds "
+                                     f"{info.file_size - header_size} bytes: the archive is corrupt or crafted")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e})") from e
+
+
+def _check_depth(path, text):
+    """meta.json nests at most MAX_META_DEPTH deep: JSON nested 100,000 deep would exhaust
+    the recursion of json.loads (and of _unpack). Brackets inside strings do not count."""
+    brackets = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    steps = np.frombuffer(brackets.encode(), np.uint8)
+    change = np.isin(steps, (ord("["), ord("{"))).astype(np.int64) - np.isin(steps, (ord("]"), ord("}")))
+    depth = int(np.cumsum(change).max(initial=0))
+    if depth > MAX_META_DEPTH:
+        raise ValueError(f"meta.json nests {depth} deep, more than the {MAX_META_DEPTH} minicnn reads")
+
+
+def _check_values(path, meta, arrays):
+    """Complex arrays anywhere, and NaN or infinity in the model, optimizer or scheduler state,
+    refused with the entry's name ("model.conv1.weight")."""
+    def walk(value, part):
+        if isinstance(value, dict):
+            if "__array__" in value:
+                array = arrays.get(value["__array__"])
+                if array is None:
+                    return
+                name = value.get("name", value["__array__"])
+                if array.dtype.kind == "c":
+                    raise ValueError(f"checkpoint {path}: {name} is complex ({array.dtype}); minicnn's weights "
+                                     f"are real, and dropping the imaginary part would change them")
+                if part != "extra" and array.dtype.kind == "f" and not np.isfinite(array).all():
+                    kinds = " and ".join(k for k, hit in (("NaN", np.isnan(array).any()),
+                                                          ("infinity", np.isinf(array).any())) if hit)
+                    raise ValueError(f"checkpoint {path}: {name} holds {kinds} ({np.count_nonzero(~np.isfinite(array))}"
+                                     f" of {array.size} values): a model with such weights outputs NaN; it was "
+                                     f"saved from a run that diverged")
+                return
+            for v in value.values():
+                walk(v, part)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, part)
+    for part, value in meta.items():
+        walk(value, part)
 
 
 def load(path, model=None, optimizer=None, scheduler=None, restore_rng=True):

@@ -54,6 +54,7 @@ import numpy as np
 from . import autograd
 from .device import to_numpy
 from .explain import OPS as EXPLAINED_OPS, locations
+from .files import atomic_write
 from .tensor import Parameter, Tensor
 from .trace import trace as _trace
 
@@ -340,7 +341,8 @@ def explore(model, image, path, label=None, class_names=None, title=None):
             parameter.grad = grad
     html = PAGE_TEMPLATE.read_text(encoding="utf-8")
     payload = json.dumps(page, separators=(",", ":")).replace("</", "<\\/")   # nothing in it ends the <script>
-    Path(path).write_text(html.replace("__EXPLORE_DATA__", payload), encoding="utf-8")
+    with atomic_write(path, "w") as f:
+        f.write(html.replace("__EXPLORE_DATA__", payload))
     return path
 
 

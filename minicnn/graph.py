@@ -24,6 +24,7 @@ import numpy as np
 
 from .autograd import AccumulateGrad, Function, topological_order
 from .device import to_numpy
+from .files import atomic_write, save_figure
 
 
 def record_gradient_norms(tensor):
@@ -171,7 +172,7 @@ class _Drawing:
         ax.set_ylim(0.3, rows + 0.7)
         ax.axis("off")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
         plt.close(fig)
 
 
@@ -194,11 +195,13 @@ def draw_graph(tensor, path=None, model=None, depth=None):
     path = Path(path)
     kind = path.suffix.lower().lstrip(".")
     if kind == "dot":
-        path.write_text(text)
+        with atomic_write(path, "w") as f:
+            f.write(text)
     elif kind in ("png", "svg", "pdf"):
         dot_program = shutil.which("dot")
         if dot_program:
-            subprocess.run([dot_program, f"-T{kind}", "-o", str(path)], input=text, text=True, check=True)
+            with atomic_write(path) as f:
+                subprocess.run([dot_program, f"-T{kind}"], input=text.encode(), stdout=f, check=True)
         else:
             drawing.draw_matplotlib(path)
     else:

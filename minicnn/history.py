@@ -7,6 +7,8 @@ mc.load gives it back with from_dict().
 
 import json
 
+from .files import save_figure
+
 
 class History:
     """What fit measured, one entry per epoch in each list.
@@ -81,5 +83,5 @@ class History:
         ax_err.set_ylim(bottom=0)
         ax_err.yaxis.set_major_formatter(PercentFormatter(decimals=1 if ax_err.get_ylim()[1] < 10 else 0))
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path, dpi=100)
         plt.close(fig)

@@ -10,7 +10,6 @@ the share of images whose most probable class is wrong, top-5 error the share
 whose correct class is not among the five most probable.
 """
 
-import math
 import sys
 import time
 from collections import namedtuple
@@ -23,6 +22,8 @@ from . import functional as F
 from . import random as _random
 from .callbacks import CallbackList, batch_logs, epoch_logs, metric_names
 from .history import History
+from .run_checks import (IGNORE_INDEX, DivergenceGuard, PredictionCounts, ignore_index_of,
+                         nonfinite_output_error)
 from .tensor import Tensor, no_grad
 
 Evaluation = namedtuple("Evaluation", ["loss", "top1_error", "top5_error"])
@@ -35,27 +36,41 @@ Evaluation = namedtuple("Evaluation", ["loss", "top1_error", "top5_error"])
 READ_EVERY = 20
 
 
-def topk_error_counts(probs_or_logits, labels, ks=(1, 5)):
+def topk_error_counts(probs_or_logits, labels, ks=(1, 5), ignore_index=IGNORE_INDEX):
     """For each k, how many images' label is not among the k highest scores, as 0-d arrays
     of the scores' device (no copy to the host). scores: (N, classes), labels: (N,) ints
-    of the same device. With fewer than k classes every label is among the top k."""
+    of the same device. With fewer than k classes every label is among the top k.
+
+    An image with a score that is not finite (NaN, infinity) is a miss for every k: a
+    model that outputs NaN has classified nothing (NaN compares false with everything,
+    so a plain rank would count it as correct). An image labelled ``ignore_index`` is not
+    counted at all, as cross_entropy skips it: divide by ``counted_labels``."""
     xp = _device.array_module(probs_or_logits)
     scores = probs_or_logits
     if scores.ndim == 2 and scores.shape[1] == 1:  # one logit z (a binary head) ranks like two logits (0, z)
         scores = xp.concatenate([xp.zeros_like(scores), scores], axis=1)
+    counted = labels != ignore_index
     # rank of the true class = how many classes score strictly higher than it
-    true_scores = scores[xp.arange(len(labels)), labels]
+    true_scores = scores[xp.arange(len(labels)), xp.where(counted, labels, 0)]
     rank = (scores > true_scores[:, None]).sum(axis=1)
-    return [(rank >= k).sum() for k in ks]
+    unusable = ~xp.isfinite(scores).all(axis=1)
+    return [(((rank >= k) | unusable) & counted).sum() for k in ks]
 
 
-def topk_errors(probs_or_logits, labels, ks=(1, 5)):
+def counted_labels(labels, ignore_index=IGNORE_INDEX):
+    """How many of the host ``labels`` count (are not ``ignore_index``): what error rates divide by."""
+    return int(np.count_nonzero(np.asarray(labels) != ignore_index))
+
+
+def topk_errors(probs_or_logits, labels, ks=(1, 5), ignore_index=IGNORE_INDEX):
     """Count, for each k, the images whose label is not among the k highest scores.
 
     probs_or_logits: NumPy (N, classes); labels: (N,) ints. With fewer than k
-    classes every label is among the top k (an error count of 0).
+    classes every label is among the top k (an error count of 0). A row holding
+    NaN or infinity is a miss; a label equal to ``ignore_index`` is not counted.
     """
-    return [int(count) for count in topk_error_counts(np.asarray(probs_or_logits), np.asarray(labels), ks)]
+    return [int(count) for count in topk_error_counts(np.asarray(probs_or_logits), np.asarray(labels), ks,
+                                                      ignore_index)]
 
 
 def _dtype_of(model):
@@ -72,6 +87,12 @@ def _check_finite(images, where):
                              if hit)
         raise ValueError(f"{where}: the input images hold {kinds} (image {', '.join(map(str, bad[:5]))}"
                          f"{' ...' if len(bad) > 5 else ''} of the batch); clean the data or its transform")
+
+
+def _loss_sum(loss, n):
+    """The batch's mean loss times its n counted labels, on the loss's device (0 when every
+    label is ignored: the mean of nothing is NaN)."""
+    return loss.data * n if n else _device.array_module(loss.data).zeros((), loss.data.dtype)
 
 
 def _check_batch(images, labels, ten_crop):
@@ -98,36 +119,53 @@ def evaluate(model, loader, ten_crop=False, loss_fn=None):
     ranks of a data-parallel job (num_replicas > 1) is evaluated by all of them,
     each on its shard, and the sums are added up: every rank returns the result
     for the whole set.
+
+    Images labelled ignore_index (-100, or the loss_fn's own ``ignore_index``) are
+    skipped, as the loss skips them. Outputs holding NaN or infinity raise a
+    FloatingPointError naming the layer where they first appear (a model that
+    outputs NaN has no error rate), and so does a loss that is not finite.
     """
     was_training = model.training
     model.eval()
     device, dtype = model.device, _dtype_of(model)
-    total_loss, errors1, errors5, count = 0.0, 0, 0, 0
+    ignore_index = ignore_index_of(loss_fn)
+    total_loss, errors1, errors5, count, b = 0.0, 0, 0, 0, -1
     try:
         with no_grad():
-            for images, labels in loader:
+            for b, (images, labels) in enumerate(loader):
                 _check_batch(images, labels, ten_crop)
                 _check_finite(images, "evaluate")
-                n = len(labels)
+                n = counted_labels(labels, ignore_index)
                 if ten_crop:
                     views = images.shape[1]
-                    logits = model(Tensor(images.reshape((-1,) + images.shape[2:]), dtype=dtype).to(device))
-                    probs = F.softmax(logits, axis=1).numpy().reshape(n, views, -1).mean(axis=1)
-                    picked = probs[np.arange(n), labels]
-                    total_loss += float(-np.log(np.maximum(picked, 1e-30)).sum())
+                    inputs = Tensor(images.reshape((-1,) + images.shape[2:]), dtype=dtype).to(device)
+                    logits = model(inputs)
+                    outputs = logits.numpy()
+                    probs = F.softmax(logits, axis=1).numpy().reshape(len(labels), views, -1).mean(axis=1)
+                    counted = np.asarray(labels) != ignore_index
+                    picked = probs[np.flatnonzero(counted), np.asarray(labels)[counted]]
+                    batch_loss = float(-np.log(np.maximum(picked, 1e-30)).sum())
                     scores = probs
                 else:
-                    logits = model(Tensor(images, dtype=dtype).to(device))
-                    total_loss += (loss_fn or F.cross_entropy)(logits, labels).item() * n
-                    scores = logits.numpy()
-                e1, e5 = topk_errors(scores, labels)
-                errors1, errors5, count = errors1 + e1, errors5 + e5, count + n
+                    inputs = Tensor(images, dtype=dtype).to(device)
+                    logits = model(inputs)
+                    outputs = scores = logits.numpy()
+                    batch_loss = (loss_fn or F.cross_entropy)(logits, labels).item() * n if n else 0.0
+                if not np.isfinite(outputs).all():
+                    raise nonfinite_output_error(model, inputs, outputs, f"evaluate, batch {b + 1}")
+                if not np.isfinite(batch_loss):
+                    raise FloatingPointError(f"evaluate, batch {b + 1}: the loss is {batch_loss} although the "
+                                             f"model's outputs are finite (the largest in magnitude is "
+                                             f"{np.abs(outputs).max():.3g}): weights that grew too big?")
+                e1, e5 = topk_errors(scores, labels, ignore_index=ignore_index)
+                total_loss, errors1, errors5, count = total_loss + batch_loss, errors1 + e1, errors5 + e5, count + n
     finally:
         model.train(was_training)
     if getattr(loader, "num_replicas", 1) > 1:
         total_loss, errors1, errors5, count = _distributed.world().sum([total_loss, errors1, errors5, count])
     if count == 0:
-        raise ValueError("evaluate: the loader gave no images")
+        raise ValueError("evaluate: the loader gave no images" + (" with a label to count (every label is "
+                         f"ignore_index={ignore_index})" if b >= 0 else ""))
     return Evaluation(total_loss / count, errors1 / count, errors5 / count)
 
 
@@ -159,7 +197,7 @@ class _ProgressBar:
 
 def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None, loss_fn=None,
         initial_epoch=0, history=None, checkpoint=None, checkpoint_extra=None, verbose=True, val_name="val",
-        callbacks=None):
+        callbacks=None, divergence_factor=100.0):
     """Train ``model`` for epochs initial_epoch+1 .. ``epochs``; return the History.
 
     Each epoch: model.train(), one pass over ``train_loader`` (forward, loss,
@@ -187,6 +225,14 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
     The epoch's hooks run after its validation, scheduler step and history entry, and
     before its checkpoint is saved (so the checkpoint holds an lr a callback lowered).
 
+    What stops a run rather than report numbers that mean nothing (run_checks.py):
+    a training loss that is not finite, or that exceeds ``divergence_factor`` times
+    the run's first loss (None turns that bound off), raises FloatingPointError; so
+    do validation outputs holding NaN or infinity (evaluate names the layer). An
+    epoch whose every prediction is the same class warns (RuntimeWarning): the
+    network collapsed to a constant output. Labels equal to the loss's ignore_index
+    (-100 by default) are not counted, as the loss skips them.
+
     Data parallel (mpiexec; see minicnn/distributed/): with a training loader
     sharded over the ranks, every rank starts from rank 0's weights, runs its slice
     of each batch, and averages the gradients over the global batch before the step;
@@ -207,6 +253,8 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
     device, dtype = model.device, _dtype_of(model)
     world = _distributed.world()
     data_parallel = _distributed.prepare_fit(model, train_loader, checkpoint, world)
+    ignore_index = ignore_index_of(loss_fn)
+    guard = DivergenceGuard(divergence_factor, start=history.train_loss[0] if len(history) else None)
     callbacks = CallbackList(callbacks, model=model, optimizer=optimizer, scheduler=scheduler, history=history,
                              train_loader=train_loader, val_loader=val_loader,
                              params=dict(epochs=int(epochs), initial_epoch=int(initial_epoch), steps=len(train_loader),
@@ -221,6 +269,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
         model.train()
         bar = _ProgressBar(f"epoch {epoch + 1}/{epochs}", len(train_loader)) if verbose and world.is_main else None
         total_loss, errors1, errors5, count = 0.0, 0, 0, 0
+        predictions = PredictionCounts(ignore_index)
         unread, first_unread = None, 1   # device sums (loss * n, top-1, top-5 errors) not read yet
         # a callback's on_batch_end needs every batch's numbers: then the GPU is read every batch
         read_every = READ_EVERY if device == "cuda" and not callbacks.batch_callbacks else 1
@@ -237,10 +286,12 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             if data_parallel:                           # the global batch's mean gradient, on every rank
                 _distributed.allreduce_gradients(model.parameters(), len(labels), world)
             optimizer.step()
-            n = len(labels)
+            n = counted_labels(labels, ignore_index)
             # the batch's sums, computed on the device: nothing is copied to the host here
-            sums = ([loss.data * n] + topk_error_counts(logits.data, _device.to_device(np.asarray(labels), device))
+            device_labels = _device.to_device(np.asarray(labels), device)
+            sums = ([_loss_sum(loss, n)] + topk_error_counts(logits.data, device_labels, ignore_index=ignore_index)
                     + [np.int64(n)])
+            predictions.add(logits.data, device_labels)
             unread = sums if unread is None else [a + s for a, s in zip(unread, sums)]
             if (b + 1) % read_every and b + 1 < len(train_loader):
                 continue
@@ -248,12 +299,8 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             if data_parallel:                           # the global batches' sums
                 loss_sum, e1, e5, n_read = world.sum([loss_sum, e1, e5, n_read])
             count += int(n_read)
-            if not math.isfinite(loss_sum):
-                where = f"batch {b + 1}" if first_unread == b + 1 else f"batches {first_unread}-{b + 1}"
-                raise FloatingPointError(f"the loss became {loss_sum} in epoch {epoch + 1}, {where}, although the "
-                                         f"inputs are finite: the training diverged; try a smaller learning rate "
-                                         f"(it is {optimizer.param_groups[0]['lr']:g}; labels on the GPU outside "
-                                         f"[0, classes) give nan too)")
+            where = f"batch {b + 1}" if first_unread == b + 1 else f"batches {first_unread}-{b + 1}"
+            guard.check(loss_sum / max(n_read, 1), epoch + 1, where, optimizer.param_groups[0]["lr"])
             total_loss, errors1, errors5 = total_loss + loss_sum, errors1 + int(e1), errors5 + int(e5)
             unread, first_unread = None, b + 2
             if bar:
@@ -262,6 +309,8 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
             if model.stop_training:
                 break
         train = Evaluation(total_loss / count, errors1 / count, errors5 / count)
+        predictions.warn_if_collapsed(epoch + 1, train.loss, optimizer.param_groups[0]["lr"],
+                                      world if data_parallel else None)
         val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else Evaluation(None, None, None)
         lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
         if scheduler is not None:

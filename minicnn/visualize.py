@@ -9,6 +9,7 @@ five most probable classes (Figure 4, left).
 import numpy as np
 
 from . import functional as F
+from .files import save_figure
 from .tensor import Tensor, no_grad
 
 
@@ -85,7 +86,7 @@ def conv1_filters(model, path, columns=None, epochs=None, initial=None):
         ax.set_title(f"{title}\none scale for all: grey 0, white/black +-{np.abs(values).max():.3g}", fontsize=10)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -135,7 +136,7 @@ def top5_predictions(model, images, labels, class_names, path, title=None):
     a sixth bar below a gap shows it with its probability and rank.
     """
     fig = top5_figure(model, images, labels, class_names, title)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     pyplot().close(fig)
 
 

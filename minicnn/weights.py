@@ -32,6 +32,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .files import atomic_write
 from .models.torchvision_alexnet import alexnet_torchvision_names
 from . import nn
 from .models.vgg import vgg16_keras_names, vgg16_torchvision_names
@@ -356,8 +357,11 @@ def load(model, source, arch=None, strict=True):
 
 
 def save_npz(model, path):
-    """Write the model's state_dict to an .npz file that load() (and np.load) read back."""
-    np.savez(path, **model.state_dict())
+    """Write the model's state_dict to an .npz file that load() (and np.load) read back; as
+    np.savez, it adds .npz to a name without it."""
+    path = os.fspath(path)
+    with atomic_write(path if path.endswith(".npz") else path + ".npz") as f:
+        np.savez(f, **model.state_dict())
 
 
 # --------------------------------------------------------------------------- preprocessing

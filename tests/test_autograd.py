@@ -94,6 +94,22 @@ def test_nested_no_grad_restores_the_outer_setting():
     assert mc.is_grad_enabled()
 
 
+
+def test_an_exception_inside_no_grad_and_enable_grad_restores_grad_mode():
+    x = t([1.0])
+    with pytest.raises(ZeroDivisionError):
+        with mc.no_grad():
+            assert not mc.is_grad_enabled()
+            1 / 0
+    assert mc.is_grad_enabled()
+    assert (x * 2.0).grad_fn is not None          # the graph is recorded again
+    with mc.no_grad():
+        with pytest.raises(KeyError):
+            with mc.enable_grad():
+                {}["missing"]
+        assert not mc.is_grad_enabled()           # back to the outer no_grad, not to "on"
+    assert mc.is_grad_enabled()
+
 # --------------------------------------------------------------------------- retain_grad and hooks
 def test_retain_grad_keeps_a_non_leaf_gradient():
     x = t([1.0, 2.0])

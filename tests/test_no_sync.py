@@ -229,9 +229,10 @@ def test_fit_reads_the_device_once_per_read_every_batches(fake_gpu, monkeypatch)
     batches = 2 * training.READ_EVERY + 1
     optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     history = mc.fit(model, [(images, labels)] * batches, epochs=1, optimizer=optimizer, verbose=False)
-    # after batches 3, 6 and 7 (the last): the loss sum and the two error counts, three numbers each time
-    assert len(fake_gpu.transfers) == 3 * 3, "\n".join(fake_gpu.transfers)
-    assert all("training.py" in t for t in fake_gpu.transfers)
+    # after batches 3, 6 and 7 (the last): the loss sum and the two error counts, three numbers each time;
+    # and once at the end of the epoch the counts of predicted and labelled classes (the collapse check)
+    assert len(fake_gpu.transfers) == 3 * 3 + 1, "\n".join(fake_gpu.transfers)
+    assert all("training.py" in t for t in fake_gpu.transfers[:-1]) and "run_checks.py" in fake_gpu.transfers[-1]
     assert np.isfinite(history.train_loss[0]) and 0 <= history.train_top1[0] <= 1
 
 

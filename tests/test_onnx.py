@@ -156,10 +156,11 @@ def test_conv_with_dilation_asymmetric_and_same_padding_exports(tmp_path):
 
 
 def graph_of(nodes, input_shape, initializers=()):
-    """A one-input ONNX model around nodes (output 'output'; its shape left to inference)."""
+    """A one-input ONNX model around nodes (output 'output', 4-D, its sizes left symbolic: onnx.checker,
+    which mc.onnx.load runs, wants a graph output's shape field, not its sizes)."""
     from onnx import TensorProto, helper
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", "c", "h", "w"])],
                               initializer=list(initializers))
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -196,7 +197,8 @@ def test_unsupported_onnx_nodes_are_listed_at_once(tmp_path):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 4, 4])],
                               initializer=[helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])])
-    with pytest.raises(NotImplementedError, match=r"Resize \(node 'upsample'\), Erf \(node 'gelu_part'\)"):
+    with pytest.raises(NotImplementedError, match=r"unsupported op Resize in node 'upsample'; unsupported op Erf in "
+                                                  r"node 'gelu_part'"):
         mc.onnx.load(helper.make_model(graph))
 
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .. import models
+from ..files import atomic_write
 from .common import ZOO, HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
 
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
@@ -265,7 +266,7 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
                    note="history's val_* entries are the held-out test set; it is only watched, never used "
                         "to choose anything (the lr schedule is fixed)",
                    history=history.to_dict())
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with atomic_write(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     history.plot(os.path.join(out, "curves.png"), val_name="test")
     visualize.conv1_filters(model, os.path.join(out, "conv1_filters.png"), epochs=args.epochs,

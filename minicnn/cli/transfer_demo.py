@@ -32,6 +32,7 @@ from .. import data as D
 from .. import models, nn, optim, transfer
 from .. import random as _random
 from ..checkpoint import save
+from ..files import atomic_write, save_figure
 from ..training import fit
 from ..visualize import pyplot
 from .common import HelpFormatter
@@ -295,7 +296,7 @@ def run(args, data=None, out=None):
         "seed": args.seed,
         "seconds": seconds,
     }
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with atomic_write(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     say(f"wrote {out}/: metrics.json transfer.png pretrained.npz ({seconds:.0f}s)")
     return metrics
@@ -362,5 +363,5 @@ def transfer_errors(tasks, path):
     fig.suptitle("test error per way of learning from few examples: mean (bar), range and draws (dots)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -4,9 +4,11 @@ Every source works offline. Each returns Datasets of float32 (C, H, W) images in
 [0, 1] and integer labels.
 """
 
+import errno
 import hashlib
 import os
 import pickle
+import stat
 import warnings
 
 import numpy as np
@@ -51,6 +53,13 @@ def digits(test_fraction=0.2, seed=0):
 # ----------------------------------------------------------------- image folder
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
+# The largest image minicnn decodes: 8192 x 8192 pixels (192 MB as 8-bit RGB, 768 MB as the float32
+# array load_image returns), checked from the file's header before anything is decoded. A PNG of
+# 20000 x 20000 pixels compresses to 48 KB: a "decompression bomb". Pillow has its own limit
+# (Image.MAX_IMAGE_PIXELS, a warning above ~89 million pixels, an error above twice that); minicnn's
+# is lower and leaves Pillow's global setting alone, and Pillow's warning is an error here too.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
 
 def _pil():
     try:
@@ -60,30 +69,60 @@ def _pil():
     return Image
 
 
+def check_image_file(path):
+    """Raise, saying what ``path`` is, unless it is a regular file (or a link to one). Nothing is
+    opened: opening a FIFO (a named pipe) would wait for a writer forever.
+
+    A missing file or a broken symbolic link: FileNotFoundError; a folder: IsADirectoryError;
+    a symbolic link loop, a FIFO, a socket or a device: ValueError."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileNotFoundError(f"image {path} is a broken symbolic link (to {os.readlink(path)})") from None
+        raise FileNotFoundError(f"image {path} does not exist") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"image {path} is a symbolic link loop (it, or a link it points to, points back to "
+                             f"itself)") from None
+        raise ValueError(f"cannot read image {path}: {e.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(f"image {path} is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "a device")
+        raise ValueError(f"image {path} is {kind}, not an image file")
+
+
 def load_image(path, image_size=None, color_mode="rgb"):
     """Decode one image file with Pillow into a float32 (C, H, W) array in [0, 1].
 
     image_size: (height, width) or one int (a square) to resize to (bilinear), or None to keep the size.
     color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
-    A missing file raises FileNotFoundError; an unreadable or truncated one
-    ValueError naming the file.
+    What is not a regular file raises as check_image_file says (a missing file
+    FileNotFoundError). Whatever the decoder raises -- a truncated or corrupt file, an
+    image of more than MAX_IMAGE_PIXELS pixels (a decompression bomb), a format Pillow
+    does not know -- becomes a ValueError naming the file.
     """
     Image = _pil()
     size = None if image_size is None else _pair(image_size, "image_size")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"image {path} is a folder, not an image file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path} does not exist")
+    check_image_file(path)
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: a truncated file fails here, not later
-            img = img.convert("RGB" if color_mode == "rgb" else "L")
-            if size is not None:
-                height, width = size
-                img = img.resize((width, height), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "bad file"
-        raise ValueError(f"cannot read image {path}: {e}") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:   # read from the header: nothing decoded yet
+                    raise ValueError(f"it is {img.width}x{img.height} pixels, more than the {MAX_IMAGE_PIXELS} "
+                                     f"minicnn decodes (minicnn.data.sources.MAX_IMAGE_PIXELS; a decompression "
+                                     f"bomb?)")
+                img.load()  # decode now: a truncated file fails here, not later
+                img = img.convert("RGB" if color_mode == "rgb" else "L")
+                if size is not None:
+                    height, width = size
+                    img = img.resize((width, height), Image.BILINEAR)
+                array = np.asarray(img, dtype=np.float32) / 255.0
+    except Exception as e:  # any failure of the decoder is this file's fault, and names it
+        raise ValueError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     if array.ndim == 2:
         return array[None]  # (1, H, W)
     return array.transpose(2, 0, 1).copy()  # HWC -> CHW
@@ -136,9 +175,15 @@ class ImageFolder(ImageFiles):
     DataLoader's background thread overlaps decoding with training) and resized to
     ``image_size``: (height, width), or one int for a square (Keras's image_size=160).
 
-    on_error="raise": an unreadable or truncated image raises ValueError naming
-    the file when it is read. on_error="skip": every file is decoded once here,
-    and bad ones are left out with a warning naming each.
+    Hidden entries (names starting with ".", such as .ipynb_checkpoints or macOS's
+    ._photo.jpg) are ignored. A class folder without images is an error naming it, as
+    torchvision's ImageFolder has it (a class no image shows cannot be learned).
+
+    on_error="raise": an entry with an image name that is not a regular file (a
+    folder, a FIFO, a symbolic link loop) is an error naming it here; an unreadable,
+    truncated or oversized image raises ValueError naming the file when it is read.
+    on_error="skip": every file is decoded once here, and bad ones are left out with
+    a warning naming each and saying what is wrong.
     """
 
     def __init__(self, root, image_size=(256, 256), color_mode="rgb", on_error="raise"):
@@ -151,19 +196,29 @@ class ImageFolder(ImageFiles):
         self.root = root
         self.image_size = _pair(image_size, "image_size")
         self.color_mode = color_mode
-        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        self.classes = sorted(d for d in os.listdir(root)
+                              if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
         if not self.classes:
             raise ValueError(f"image folder {root} has no class sub-folders (expected root/<class>/<image>)")
         files = []
         for label, name in enumerate(self.classes):
             folder = os.path.join(root, name)
-            for filename in sorted(os.listdir(folder)):
-                if filename.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append((os.path.join(folder, filename), label))
+            names = [f for f in sorted(os.listdir(folder))
+                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+            if not names:
+                raise ValueError(f"class folder {folder} holds no images (files with extensions {IMAGE_EXTENSIONS}; "
+                                 f"hidden ones are ignored): add images or remove the folder")
+            files += [(os.path.join(folder, filename), label) for filename in names]
         if on_error == "skip":
             files = [(path, label) for path, label in files if self._readable(path)]
-        if not files:
-            raise ValueError(f"image folder {root} holds no images with extensions {IMAGE_EXTENSIONS}")
+            emptied = [self.classes[label] for label in range(len(self.classes))
+                       if label not in {label for _, label in files}]
+            if emptied:
+                raise ValueError(f"image folder {root}: every image of the class folder(s) {emptied} was skipped "
+                                 f"as unreadable (see the warnings); a class without images cannot be learned")
+        else:
+            for path, _ in files:
+                check_image_file(path)      # a folder or a FIFO named x.jpg is found now, not in epoch 1
         super().__init__([path for path, _ in files], [label for _, label in files], self.classes,
                          self.image_size, color_mode)
 
@@ -171,7 +226,7 @@ class ImageFolder(ImageFiles):
         try:
             load_image(path, self.image_size, self.color_mode)
             return True
-        except ValueError as e:
+        except (ValueError, OSError) as e:     # load_image's errors all name the file and the reason
             warnings.warn(f"skipping {e}")
             return False
 

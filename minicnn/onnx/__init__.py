@@ -5,6 +5,7 @@ elsewhere): pip install "minicnn[onnx]". See docs/onnx.md.
 """
 
 from .export import DEFAULT_OPSET, export, to_onnx
-from .load import OnnxModule, load
+from .load import InvalidOnnxModel, OnnxImportError, OnnxModule, UnsupportedOnnxModel, load
 
-__all__ = ["export", "to_onnx", "load", "OnnxModule", "DEFAULT_OPSET"]
+__all__ = ["export", "to_onnx", "load", "OnnxModule", "DEFAULT_OPSET", "OnnxImportError", "InvalidOnnxModel",
+           "UnsupportedOnnxModel"]

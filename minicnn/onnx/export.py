@@ -323,6 +323,8 @@ def to_onnx(model, example_input, opset=DEFAULT_OPSET):
 def export(model, example_input, path, opset=DEFAULT_OPSET):
     """Write ``model`` as an ONNX file (see the module docstring); returns the ModelProto."""
     import onnx
+    from ..files import atomic_write
     proto = to_onnx(model, example_input, opset=opset)
-    onnx.save(proto, str(path))
+    with atomic_write(path) as f:
+        f.write(proto.SerializeToString())
     return proto
