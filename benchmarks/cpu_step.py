@@ -24,7 +24,10 @@ The runners:
 
 minicnn sets OMP_WAIT_POLICY=PASSIVE unless it is set (see minicnn/backends/host.py);
 PyTorch, imported after minicnn here, inherits it, so both run under the same
-policy. Run with OMP_WAIT_POLICY=active to see both with spinning threads.
+policy. Run with OMP_WAIT_POLICY=active to see both with spinning threads. This script
+also sets OPENBLAS_THREAD_TIMEOUT=4 (unless set), so that the reference's OpenBLAS threads
+sleep right after each GEMM instead of spinning into the time of the runner timed next, and
+gives the reference as many BLAS threads as --threads says.
 
 The machine this runs on is often shared, so the runners are INTERLEAVED (step 1
 of every runner, then step 2 of every runner, ...) after warm-up steps, and each
@@ -51,7 +54,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+# OpenBLAS's threads (the NumPy reference's GEMMs) spin for about 2^28 cycles after each call
+# before they sleep: interleaved, that spinning lands in the next runner's time. 2^4 cycles
+# instead (read when NumPy loads OpenBLAS, so before the import).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 try:  # the installed minicnn (this script's folder, not the checkout, is first on sys.path)
     import minicnn  # noqa: F401
@@ -74,9 +82,14 @@ SGD_SETTINGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 
 # --------------------------------------------------------------------------- minicnn
 class MinicnnStep:
-    """fit()'s inner loop on one batch, on a CPU backend ("reference" or "kernels")."""
+    """fit()'s inner loop on one batch, on a CPU backend ("reference" or "kernels").
 
-    def __init__(self, network, backend, seed=0):
+    threads: the reference's NumPy BLAS threads (threadpoolctl), so that it gets as many
+    threads as the other runners: left alone, OpenBLAS uses every core and its threads spin
+    after each GEMM, which slows the runner timed next."""
+
+    def __init__(self, network, backend, seed=0, threads=None):
+        self.threads = threads
         factory, batch, chw, classes = NETWORKS[network]
         mc.manual_seed(seed)
         self.model = factory()
@@ -88,14 +101,16 @@ class MinicnnStep:
         self.backend = backend
 
     def __call__(self):
+        from threadpoolctl import threadpool_limits
         previous = backends.get_cpu_backend()
         backends.set_cpu_backend(self.backend)
         try:
-            loss = F.cross_entropy(self.model(mc.Tensor(self.images)), self.labels)
-            loss.item()
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
+            with threadpool_limits(self.threads if self.backend == "reference" else None, user_api="blas"):
+                loss = F.cross_entropy(self.model(mc.Tensor(self.images)), self.labels)
+                loss.item()
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
         finally:
             backends.set_cpu_backend(previous)
 
@@ -193,7 +208,7 @@ def measure(network, runners, repeats, warmup, torch_threads):
                 print("  torch: not importable, skipped", file=sys.stderr)
                 continue
         else:
-            steps[runner] = MinicnnStep(network, runner)
+            steps[runner] = MinicnnStep(network, runner, threads=torch_threads)
     for _ in range(warmup):
         for step in steps.values():
             step()
