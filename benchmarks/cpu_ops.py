@@ -12,14 +12,15 @@ each layer's forward and backward is timed on its own, through the backend inter
 (backends/base.py: the very calls the ops make, without the autograd around them), for:
 
     kernels    minicnn's csrc kernels compiled for the host (minicnn._host), --threads threads
-    reference  minicnn's NumPy reference backend
+    reference  minicnn's NumPy reference backend, its BLAS on --threads threads
     torch      PyTorch on the CPU (torch.nn.functional; backward by torch.autograd.grad on a kept
                graph), --threads threads
 
 The backward rows ask for what a training step asks: conv1 computes no input gradient.
 "step" is the SGD update of all the network's parameters (momentum 0.9, weight decay 5e-4);
 "loss" is the softmax cross-entropy. Runners are interleaved (one call of each, then again)
-after warm-up calls, and each time is the median of --repeats calls. A last table times the
+after warm-up calls, and each time is the median of --repeats calls (more for a short op:
+up to 200, about 0.2 s of calls). A last table times the
 fixed cost of one op call through the whole stack (checks, Function, autograd graph) on a
 tiny tensor, forward and backward, where the arithmetic is nothing.
 
@@ -36,7 +37,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# As benchmarks/cpu_step.py: OpenBLAS's threads (the reference's GEMMs) sleep right after each
+# call instead of spinning into the next runner's time (read when NumPy loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 try:  # the installed minicnn (this script's folder, not the checkout, is first on sys.path)
     import minicnn  # noqa: F401
@@ -242,17 +247,28 @@ def network_ops(network, torch, runners):
 
 
 # --------------------------------------------------------------------------- timing
-def median_ms(calls, repeats, warmup):
-    """runner -> median milliseconds of its call, the runners interleaved."""
-    for _ in range(warmup):
-        for call in calls.values():
+def median_ms(calls, repeats, warmup, threads=None):
+    """runner -> median milliseconds of its call, the runners interleaved; the reference's NumPy BLAS
+    on ``threads`` threads, as many as the other runners get."""
+    from threadpoolctl import threadpool_limits
+
+    def timed(runner, call):
+        with threadpool_limits(threads if runner == "reference" else None, user_api="blas"):
+            start = time.perf_counter()
             call()
+            return time.perf_counter() - start
+
+    longest = 0.0
+    for _ in range(max(1, warmup)):
+        for runner, call in calls.items():
+            longest = max(longest, timed(runner, call))
+    # a short op gets more calls (up to 200, about 0.2 s of them): its median is then not one
+    # scheduler tick's accident
+    repeats = max(repeats, min(200, int(0.2 / max(longest, 1e-6))))
     times = {runner: [] for runner in calls}
     for _ in range(repeats):
         for runner, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[runner].append(time.perf_counter() - start)
+            times[runner].append(timed(runner, call))
     return {runner: 1e3 * statistics.median(t) for runner, t in times.items()}
 
 
@@ -343,7 +359,8 @@ def main(argv=None):
             for direction, calls in (("fwd", op.forward), ("bwd", op.backward)):
                 if calls:
                     rows.append(dict(network=network, layer=op.name, op=op.kind, direction=direction,
-                                     shape=list(op.shape), **median_ms(calls, args.repeats, args.warmup)))
+                                     shape=list(op.shape), **median_ms(calls, args.repeats, args.warmup,
+                                                                       args.threads)))
     fixed = fixed_cost_ms(torch, args.repeats)
     print(table(rows))
     totals = {}
