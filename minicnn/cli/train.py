@@ -4,8 +4,10 @@ The data recipes (which crops, flips and colour noise a dataset gets) and the re
 held-out test set, which evaluate checks before it tests, are here too.
 """
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -13,7 +15,7 @@ import time
 import numpy as np
 
 from .. import models
-from ..files import atomic_write
+from ..files import FileLock, LockHeld, atomic_write
 from .common import ZOO, HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
 
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
@@ -174,7 +176,10 @@ def train_command(args):
     from .. import data as D
     from .. import visualize
 
-    # everything that can be checked is checked before the output folder is made
+    # everything that can be checked is checked before training starts (a folder made for the run
+    # is removed again when a check fails)
+    if args.resume and args.out is None:
+        raise UsageError("--resume continues the run in the folder --out names: give --out DIR")
     device = choose_device(args.device)
     world = mc.distributed.init(device)     # under mpiexec: this rank's place in the job; else one process
     try:  # the pictures come after minutes of training: a missing matplotlib must stop us now
@@ -186,41 +191,137 @@ def train_command(args):
     if args.tensorboard:
         with user_input("--tensorboard"):   # tensorboardX missing is said now, not after the first epoch
             tensorboard = mc.callbacks.TensorBoard(args.tensorboard)
-    mc.manual_seed(args.seed)
-    with user_input(f"--dataset {args.dataset}"):
-        train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
-    channels = train[0][0].shape[0]
-    if len(train.classes) < 2:
-        raise UsageError(f"--dataset {args.dataset} has {len(train.classes)} class; a classifier needs at least 2")
-    if len(train) < args.batch_size:
-        raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
-                         f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
-                         f"or less")
-    if args.batch_size < world.size:
-        raise UsageError(f"--batch-size {args.batch_size} is the global batch, split among the {world.size} ranks: "
-                         f"it must be at least {world.size}")
-    if len(test) == 0:
-        raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
-    check_model(args.model, channels, recipe["crop"])
-    test_record = describe_test_set(test)
-
     out = world.broadcast_object(args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))  # rank 0's name
-    created = not os.path.exists(out)
-    if world.is_main:                        # only rank 0 writes
-        with user_input("--out"):
-            os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
-    try:
-        return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint,
-                      tensorboard)
-    except BaseException:
-        if not world.is_main:
+    with output_folder(args, out, world.is_main):
+        mc.manual_seed(args.seed)
+        with user_input(f"--dataset {args.dataset}"):
+            train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
+        channels = train[0][0].shape[0]
+        if len(train.classes) < 2:
+            raise UsageError(f"--dataset {args.dataset} has {len(train.classes)} class; a classifier needs at least 2")
+        if len(train) < args.batch_size:
+            raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
+                             f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
+                             f"or less")
+        if args.batch_size < world.size:
+            raise UsageError(f"--batch-size {args.batch_size} is the global batch, split among the {world.size} "
+                             f"ranks: it must be at least {world.size}")
+        if len(test) == 0:
+            raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
+        check_model(args.model, channels, recipe["crop"])
+        test_record = describe_test_set(test)
+        if args.overwrite and world.is_main:
+            for name in OUTPUTS:           # the run replaced: nothing of it may pass for this one's
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(out, name))
+        try:
+            return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out,
+                          checkpoint, tensorboard)
+        except UsageError:
             raise
-        if created and not os.path.exists(checkpoint):  # nothing worth keeping: leave no empty run behind
-            shutil.rmtree(out, ignore_errors=True)
-        elif os.path.exists(checkpoint):
-            print(f"note: {checkpoint} holds the last finished epoch", file=sys.stderr)
+        except BaseException:
+            if world.is_main and os.path.exists(checkpoint):
+                print(f"note: {checkpoint} holds the last finished epoch; to continue the run: "
+                      f"{command_of(settings_of(args), args, out)} --resume", file=sys.stderr)
+            raise
+
+
+# ------------------------------------------------------------------ the output folder: one run, one writer
+OUTPUTS = ("metrics.json", CHECKPOINT_NAME, "curves.png", "conv1_filters.png", "predictions.png")
+LOCK_NAME = "train.lock"       # held by the process writing the folder (files.FileLock)
+
+
+@contextlib.contextmanager
+def output_folder(args, out, is_main):
+    """The run's folder ``out``, made if needed, locked by this process for as long as the block
+    runs, and checked (check_output_folder): one process writes a folder at a time. The lock is
+    released however the block ends (an error, Ctrl-C); a folder this command made is removed again
+    when the block fails before an epoch is saved. Ranks other than rank 0 write nothing: for them
+    this does nothing."""
+    if not is_main:
+        yield
+        return
+    with user_input("--out"):
+        made = make_folders(out)
+    lock = FileLock(os.path.join(out, LOCK_NAME))
+    try:
+        try:
+            lock.acquire()
+        except LockHeld as e:
+            raise UsageError(f"--out {out} is being written by another 'python -m minicnn train' "
+                             f"({e.holder or 'a process that is just starting'}); wait until it has finished, "
+                             f"or give another --out") from e
+        check_output_folder(args, out)
+        yield
+    except BaseException:
+        if made is not None and lock.fd is not None and not os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
+            shutil.rmtree(made, ignore_errors=True)     # nothing worth keeping: leave no empty run behind
         raise
+    finally:
+        lock.release()
+
+
+def make_folders(path):
+    """os.makedirs(path); returns the outermost folder it made (None if ``path`` existed)."""
+    outermost, parent = None, os.path.abspath(path)
+    while not os.path.exists(parent):
+        outermost, parent = parent, os.path.dirname(parent)
+    os.makedirs(path, exist_ok=True)
+    return outermost
+
+
+def check_output_folder(args, out):
+    """A UsageError unless ``out`` fits the command: without --resume or --overwrite it must hold no
+    run (none of OUTPUTS: a re-run must not replace a run silently); with --resume it must hold a
+    checkpoint of train's, of a run started with the options that decide its numbers."""
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    if args.resume:
+        if not os.path.isfile(checkpoint):
+            raise UsageError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from (a run stopped "
+                             f"before its first epoch ended saved nothing: start it again without --resume)")
+        state, extra = read_run_checkpoint(checkpoint)
+        recorded = {key: extra.get(key) for key in SETTINGS}
+        if None in recorded.values():
+            raise UsageError(f"--resume: {checkpoint} does not record the options its run was started with (it "
+                             f"was written by an older minicnn): it cannot be resumed")
+        given = settings_of(args)
+        changed = [key for key in SETTINGS if recorded[key] != given[key]]
+        if changed:
+            raise UsageError(f"--resume continues the run in {out} as it was started, with "
+                             f"{', '.join(f'{option(key)} {recorded[key]}' for key in changed)} (this command "
+                             f"has {', '.join(f'{option(key)} {given[key]}' for key in changed)}); "
+                             f"resume it with: {command_of(recorded, args, out)} --resume")
+        return
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(out, name))]
+    if present and not args.overwrite:
+        raise UsageError(f"--out {out} holds another run ({', '.join(present)}): continue it with --resume, "
+                         f"or replace it with --overwrite (or give another --out)")
+
+
+SETTINGS = ("dataset", "model", "epochs", "batch_size", "lr", "seed")   # the options that decide a run's numbers
+
+
+def settings_of(args):
+    return {key: getattr(args, key) for key in SETTINGS}
+
+
+def option(key):
+    return "--" + key.replace("_", "-")
+
+
+def command_of(settings, args, out):
+    """The train command line of a run with ``settings`` in ``out`` (options left at their
+    defaults left out), for a message to show."""
+    words = ["python", "-m", "minicnn", "train"]
+    for key in SETTINGS:
+        if settings[key] != DEFAULTS[key]:
+            words += [option(key), str(settings[key])]
+    if args.on_bad_image != "error":
+        words += ["--on-bad-image", args.on_bad_image]
+    if args.tensorboard:
+        words += ["--tensorboard", args.tensorboard]
+    return shlex.join(words + ["--out", out])
 
 
 def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint, tensorboard):
@@ -239,20 +340,31 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     # (a fixed schedule: the test set is watched, never used to decide anything)
     optimizer = mc.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = mc.optim.StepLR(optimizer, step_size=max(1, (2 * args.epochs) // 3), gamma=0.1)
-    extra = dict(model=args.model, dataset=args.dataset, seed=args.seed, classes=list(train.classes),
-                 channels=channels, recipe=recipe, test_set=test_record,
+    extra = dict(settings_of(args), classes=list(train.classes), channels=channels, recipe=recipe,
+                 test_set=test_record,
                  normalize=dict(mean=normalize.mean.ravel().tolist(), std=normalize.std.ravel().tolist()))
     initial_filters = visualize.first_conv_weight(model).copy()   # conv1_filters.png shows what training changed
+    initial_epoch, history, seconds_before = 0, None, 0.0
+    if args.resume:   # the state after the last saved epoch, RNG included: the run goes on as if never stopped
+        with user_input("--resume"):
+            state = mc.load(checkpoint, model, optimizer, scheduler)
+        if state["extra"]["classes"] != extra["classes"] or state["extra"]["test_set"] != test_record:
+            raise UsageError(f"--resume: the images of --dataset {args.dataset} are not those the run in {out} "
+                             f"started on (its classes or its held-out test images changed); resuming would mix "
+                             f"two datasets: start again with --overwrite, or give another --out")
+        initial_epoch, history = state["epoch"], state["history"]
+        seconds_before = sum(history.seconds)
     if world.is_main:
         ranks = f" x {world.size} ranks" if world.size > 1 else ""
-        print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
-              f"on {device} ({mc.backends.describe(device)}){ranks} for {args.epochs} epochs; writing to {out}",
-              file=sys.stderr)
+        doing, epochs = ("resuming", f"after epoch {initial_epoch} of {args.epochs}") if args.resume else \
+            ("training", f"for {args.epochs} epochs")
+        print(f"{doing} {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
+              f"on {device} ({mc.backends.describe(device)}){ranks} {epochs}; writing to {out}", file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
-                     checkpoint=checkpoint, checkpoint_extra=extra, val_name="test",
-                     callbacks=[tensorboard] if tensorboard is not None else None)
-    train_seconds = time.perf_counter() - start
+                     initial_epoch=initial_epoch, history=history, checkpoint=checkpoint, checkpoint_extra=extra,
+                     val_name="test", callbacks=[tensorboard] if tensorboard is not None else None)
+    train_seconds = seconds_before + time.perf_counter() - start     # a resumed run's: of every epoch
     result = mc.evaluate(model, test_loader)           # every rank gets the whole test set's numbers
     if not world.is_main:
         return 0
@@ -524,7 +636,16 @@ def add_train_parser(commands, common):
                        help="seeds the weights, the shuffle, the augmentation, dropout and a folder's split")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="auto: the GPU when CuPy sees one, else the CPU")
-    train.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
+    train.add_argument("--out", default=None,
+                       help="output folder (default: runs/<timestamp>); one that holds a run is refused unless "
+                            "--resume or --overwrite is given, and one that another train is writing is refused")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint (the last finished epoch), with the "
+                            "options it was started with: the same numbers as a run that never stopped")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its metrics.json, checkpoint.npz and pictures are deleted "
+                            "when the new run starts training)")
     train.add_argument("--tensorboard", metavar="DIR", default=None,
                        help="also write TensorBoard logs to DIR (DIR/train, DIR/validation; the held-out test "
                             "set is the validation set here): losses, errors and lr per epoch; histograms of "
