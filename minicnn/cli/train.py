@@ -27,36 +27,49 @@ CHECKPOINT_NAME = "checkpoint.npz"
 
 # ------------------------------------------------------------------ data recipes
 def load_dataset(spec, seed, model_name="alexnet_small", on_bad_image="error"):
-    """(train, test, recipe) for a --dataset spec; the recipe says how to augment.
-
-    recipe: resize (None or the side to resize to), crop (the network's input
-    side), photos (whether flips and PCA colour noise apply: photos yes, digits no).
-    AlexNet itself takes 227x227 crops of images resized to 256, as in the paper.
-    """
+    """(train, test, recipe) for a --dataset spec; the recipe (recipe_of) says how to augment."""
     from .. import data as D
 
-    big = model_name == "alexnet"
+    recipe = recipe_of(spec, model_name)
     if spec == "mnist5k":
         train, test = D.mnist5k()
-        recipe = dict(resize=None, crop=24, photos=False)  # random 24 of 28, as the paper's 224 of 256
     elif spec == "digits":
         train, test = D.digits(seed=seed)
-        recipe = dict(resize=28, crop=24, photos=False)    # 8x8 scaled up to MNIST's size
     elif spec.startswith("folder:"):
         path = os.path.expanduser(spec[len("folder:"):])
         side = folder_side(model_name)                      # decoded straight to the size needed
         on_error = {"error": "raise", "skip": "skip"}[on_bad_image]
         train, test = D.image_folder(path, image_size=(side, side), validation_split=0.2, seed=seed,
                                      on_error=on_error)
+    else:
+        train, test = D.cifar10(os.path.expanduser(spec[len("cifar10:"):]))
+    return train, test, recipe
+
+
+def recipe_of(spec, model_name):
+    """How train prepares the images of a --dataset spec for a model: resize (None or the side to
+    resize to), crop (the network's input side), photos (whether flips and PCA colour noise apply:
+    photos yes, digits no). AlexNet itself takes 227x227 crops of images resized to 256, as in the paper."""
+    if spec == "mnist5k":
+        recipe = dict(resize=None, crop=24, photos=False)  # random 24 of 28, as the paper's 224 of 256
+    elif spec == "digits":
+        recipe = dict(resize=28, crop=24, photos=False)    # 8x8 scaled up to MNIST's size
+    elif spec.startswith("folder:"):
         recipe = dict(resize=None, crop=56, photos=True)
     elif spec.startswith("cifar10:"):
-        train, test = D.cifar10(os.path.expanduser(spec[len("cifar10:"):]))
         recipe = dict(resize=None, crop=28, photos=True)
     else:
         raise UsageError(f"unknown dataset {spec!r}; use mnist5k, digits, folder:PATH or cifar10:PATH")
-    if big:
+    if model_name == "alexnet":
         recipe = dict(recipe, resize=None if spec.startswith("folder:") else 256, crop=227)
-    return train, test, recipe
+    return recipe
+
+
+def image_side(spec, model_name):
+    """The side of the square images a --dataset spec gives (a folder's decoded for the model)."""
+    if spec.startswith("folder:"):
+        return folder_side(model_name)
+    return {"mnist5k": 28, "digits": 8}.get(spec, 32)          # else cifar10
 
 
 def folder_side(model_name):
@@ -69,11 +82,7 @@ def image_of_file(path, extra):
     size of the run's dataset's images (digits are 8x8), pixels 0..1 as every dataset reads them,
     then resized, normalized and cropped by the run's test transform."""
     from .. import data as D
-    dataset = extra["dataset"]
-    if dataset.startswith("folder:"):
-        side = folder_side(extra["model"])
-    else:
-        side = {"mnist5k": 28, "digits": 8}.get(dataset, 32)          # else cifar10
+    side = image_side(extra["dataset"], extra["model"])
     mode = "grayscale" if extra["channels"] == 1 else "rgb"
     image = D.load_image(path, image_size=(side, side), color_mode=mode)
     normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
@@ -413,7 +422,58 @@ def read_run_checkpoint(path):
     if missing:
         raise UsageError(f"{path} was not written by 'python -m minicnn train' (it lacks {missing}); "
                          "load it with mc.load in Python instead")
+    check_run_record(path, state, extra["model"])
     return state, extra
+
+
+def check_run_record(path, state, name):
+    """The sizes the record of a run of model ``name`` decides (classes, channels, the recipe's resize and crop: the shapes of
+    the model built from it and of every image prepared by it) checked against the checkpoint's weights,
+    whose sizes its bytes vouch for, and against the dataset, before anything is built: a record
+    altered by hand or by an attacker (extra.recipe.crop = 100000) is a UsageError, not an attempt
+    to allocate terabytes."""
+    extra, weights = state["extra"], state["model"]
+
+    def refuse(problem):
+        raise UsageError(f"{path}: {problem}; the run's record does not fit its weights or data (was the file "
+                         f"altered?), so nothing is built from it")
+
+    spec, recipe = extra["dataset"], extra["recipe"]
+    if name not in MODELS:
+        refuse(f"it records the data of a train run, but holds the model {name!r}, which train does not train")
+    if not isinstance(spec, str):
+        refuse(f"it records the dataset {spec!r}")
+    with user_input(f"{path}: its dataset"):
+        expected = recipe_of(spec, name)
+    first, last = weights.get("conv1.weight"), weights.get("fc8.weight")
+    if first is None or last is None or first.ndim != 4 or last.ndim != 2:
+        refuse(f"it holds no conv1 and fc8 weights, which {name} has")
+    channels, classes = extra["channels"], extra["classes"]
+    if type(channels) is not int or channels != first.shape[1]:
+        refuse(f"it records {channels!r} image channels, but conv1's weights take {first.shape[1]}")
+    if not isinstance(classes, list) or len(classes) != last.shape[0]:
+        refuse(f"it records {len(classes) if isinstance(classes, list) else repr(classes)} classes, but fc8's "
+               f"weights give {last.shape[0]}")
+    normalize = extra["normalize"]
+    if (not isinstance(normalize, dict) or any(not isinstance(normalize.get(k), list) or len(normalize[k]) != channels
+                                               for k in ("mean", "std"))):
+        refuse(f"its normalize record is not a mean and a std for each of its {channels} channels")
+    if not isinstance(recipe, dict) or set(recipe) != {"resize", "crop", "photos"}:
+        refuse(f"its recipe {recipe!r} is not train's (resize, crop, photos)")
+    if recipe["resize"] != expected["resize"] or recipe["photos"] is not expected["photos"]:
+        refuse(f"its recipe resizes to {recipe['resize']!r} with photos={recipe['photos']!r}, but train prepares "
+               f"{spec} for {name} with resize {expected['resize']} and photos={expected['photos']}")
+    side = recipe["resize"] or image_side(spec, name)
+    if type(recipe["crop"]) is not int or not 1 <= recipe["crop"] <= side:
+        refuse(f"its recipe crops {recipe['crop']!r} pixels from images of side {side}")
+    architecture = state.get("architecture")
+    if architecture is not None:
+        arguments = architecture.get("arguments") if isinstance(architecture, dict) else None
+        wanted = dict(num_classes=len(classes)) if name == "alexnet" else \
+            dict(num_classes=len(classes), in_channels=channels, input_size=recipe["crop"])
+        if (architecture.get("name") != name or not isinstance(arguments, dict)
+                or any(arguments.get(k) != v for k, v in wanted.items())):
+            refuse(f"it records the architecture {architecture!r}, not the {name} of its run ({wanted})")
 
 
 def model_of_run(path, extra):
@@ -445,7 +505,7 @@ def evaluate_command(args):
     name = model_name_of(args, state)
     if "dataset" in extra:
         dataset = extra["dataset"]
-        test, left_out, recipe, normalize = recorded_test(args, extra, name)
+        test, left_out, recipe, normalize = recorded_test(args, state, name)
         _, test_tf, ten_tf = make_transforms(recipe, normalize)
         side = recipe["crop"]
         prepared = ""
@@ -495,14 +555,16 @@ def model_name_of(args, state):
     return name
 
 
-def recorded_test(args, extra, name):
+def recorded_test(args, state, name):
     """(test set, classes left out, recipe, normalize) of a checkpoint that records its data (RECORD):
     exactly the images it held out, of the model's classes, from --data-root when the data moved."""
     from .. import data as D
+    extra = state["extra"]
     missing = [k for k in RECORD if k not in extra]
     if missing:
         raise UsageError(f"{args.checkpoint} records its dataset but not {missing}; it was not written by "
                          "'python -m minicnn train' or 'transfer': load it with mc.load in Python instead")
+    check_run_record(args.checkpoint, state, name)
     spec, record = extra["dataset"], extra.get("test_set")
     if args.dataset is not None and args.dataset != spec:
         raise UsageError(f"{args.checkpoint} was tested on {spec} and evaluate tests it on exactly the images it "
