@@ -19,6 +19,9 @@ gone": a slow save in another process is never touched. (On Windows, where there
 flock, an open file cannot be deleted: the removal of a live writer's file fails and it is
 left alone.) The temporary gets the permissions any new file gets (0666 less the umask, as
 open() gives), not the owner-only mode of tempfile.mkstemp.
+
+FileLock keeps a second process out of a folder that one is writing (train's --out): the same
+flock, on a lock file, held for the whole run and dropped by the kernel when the holder dies.
 """
 
 import contextlib
