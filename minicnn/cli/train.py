@@ -229,10 +229,11 @@ def train_command(args):
                           checkpoint, tensorboard)
         except UsageError:
             raise
-        except BaseException:
+        except BaseException as e:
             if world.is_main and os.path.exists(checkpoint):
-                print(f"note: {checkpoint} holds the last finished epoch; to continue the run: "
-                      f"{command_of(settings_of(args), args, out)} --resume", file=sys.stderr)
+                go_on = "" if isinstance(e, FloatingPointError) else \
+                    f"; to continue the run: {command_of(settings_of(args), args, out)} --resume"   # not a diverged one
+                print(f"note: {checkpoint} holds the last finished epoch{go_on}", file=sys.stderr)
             raise
 
 
