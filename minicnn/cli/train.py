@@ -266,7 +266,7 @@ def output_folder(args, out, is_main):
         yield
     except BaseException:
         if made is not None and lock.fd is not None and not os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
-            shutil.rmtree(made, ignore_errors=True)     # nothing worth keeping: leave no empty run behind
+            remove_made_folders(out, made)     # nothing worth keeping: leave no empty run behind
         raise
     finally:
         lock.release()
@@ -279,6 +279,19 @@ def make_folders(path):
         outermost, parent = parent, os.path.dirname(parent)
     os.makedirs(path, exist_ok=True)
     return outermost
+
+
+def remove_made_folders(out, made):
+    """Remove ``out`` (and what is in it) and the folders above it up to ``made`` (make_folders's),
+    each only if empty: another run may have made its own folder beside ours (runs/<timestamp>)."""
+    folder = os.path.abspath(out)
+    shutil.rmtree(folder, ignore_errors=True)
+    while folder != made:
+        folder = os.path.dirname(folder)
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def check_output_folder(args, out):
