@@ -19,12 +19,16 @@ gone": a slow save in another process is never touched. (On Windows, where there
 flock, an open file cannot be deleted: the removal of a live writer's file fails and it is
 left alone.) The temporary gets the permissions any new file gets (0666 less the umask, as
 open() gives), not the owner-only mode of tempfile.mkstemp.
+
+FileLock keeps a second process out of a folder that one is writing (train's --out): the same
+flock, on a lock file, held for the whole run and dropped by the kernel when the holder dies.
 """
 
 import contextlib
 import os
 import re
 import secrets
+import time
 
 try:
     import fcntl
@@ -135,3 +139,90 @@ def save_figure(fig, path, **savefig_options):
     kind = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
     with atomic_write(path) as f:
         fig.savefig(f, format=kind, **savefig_options)
+
+
+# ------------------------------------------------------------------ one writer per folder
+class LockHeld(OSError):
+    """Another live process holds the lock; ``holder`` is what it wrote in the lock file
+    ("pid 1234, started 2026-12-02 17:06:11"), or None if it had not written it yet."""
+
+    def __init__(self, path, holder):
+        self.path, self.holder = os.fspath(path), holder
+        super().__init__(f"{self.path} is held by {holder or 'a process that is just starting'}")
+
+
+class FileLock:
+    """An exclusive lock on the file ``path``, held by this process from acquire() to release(),
+    like a pid file that cannot go stale: the lock is the kernel's (flock), which drops it when the
+    process ends in any way, kill -9 included. A lock file left by a killed process is therefore
+    taken over by the next one; only a live holder makes acquire() raise LockHeld.
+
+    The holder writes "pid N, started <local time>" into the file for the error message of the
+    next one, and removes the file on release (while still holding the lock; acquire() checks that
+    the file it locked is still the one at ``path``, so a removal never lets two processes in).
+    Windows has no flock: there acquire() takes nothing and release() does nothing."""
+
+    def __init__(self, path):
+        self.path, self.fd = os.fspath(path), None
+
+    def acquire(self):
+        if fcntl is None:
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise LockHeld(self.path, _lock_holder_text(self.path)) from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)     # its holder removed it as we opened it: lock the file now at the path
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+        os.close(self.fd)    # closing drops the lock
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def lock_holder(path):
+    """What the live holder of the FileLock ``path`` wrote ("pid N, started ..."), "" when it has
+    not written it yet, or None when no live process holds it."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _lock_holder_text(path) or ""
+    finally:
+        os.close(fd)         # and with it the lock it may have taken
+    return None
+
+
+def _lock_holder_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(200).strip() or None
+    except OSError:
+        return None

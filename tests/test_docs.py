@@ -70,6 +70,18 @@ CHECKS = {
     "python -m minicnn train": ("small", "--dataset digits --epochs 1 --batch-size 32 (the fixture below; "
                                          "15 epochs on mnist5k take minutes); parsed as written too"),
     "python -m minicnn train --help": ("run", "help text"),
+    # ---- stopping, resuming, one run per folder (README, docs/training.md)
+    "python -m minicnn train --out runs/a --resume": ("small", "tests/test_train_runs.py resumes runs of --dataset "
+                                                               "digits --epochs 3 (this form: the main job's "
+                                                               "15 epochs); parsed as written"),
+    "python -m minicnn train --dataset digits --epochs 3 --out runs/a": (
+        "small", "tests/test_train_runs.py runs it with a temporary --out, in a real process, and stops it with a "
+                 "real SIGINT (Ctrl-C) or kill -9 after its first epoch; parsed as written"),
+    "python -m minicnn train --dataset digits --epochs 3 --out runs/a --resume": (
+        "small", "tests/test_train_runs.py resumes those runs (temporary --out) and compares metrics.json and the "
+                 "weights with a run that never stopped; parsed as written"),
+    "python -m minicnn train --dataset digits --epochs 3 --out runs/a --overwrite": (
+        "small", "tests/test_train_runs.py replaces a run with it (temporary --out, --epochs 1); parsed as written"),
     # ---- TensorBoard logs (docs/training.md)
     'pip install -e ".[train,tensorboard]"': ("setup", "the extras 'train' and 'tensorboard' exist; 'test' includes "
                                                        "'tensorboard', so CI installs it"),

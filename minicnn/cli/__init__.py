@@ -14,7 +14,8 @@
 
 Exit status: 0 when done; 2 when the command line asks for something that cannot
 work (argparse's convention: a bad option, a missing folder or file, a file that is
-not a checkpoint, a shape a model cannot take, a batch larger than the data); 1 when
+not a checkpoint or holds NaN weights, a shape a model cannot take, a batch larger than
+the data, an --out that holds another run or that another train is writing); 1 when
 something fails while running (the training diverged, an image turned out unreadable);
 130 when interrupted (Ctrl-C). Each prints one "error:" line; --debug (or MINICNN_DEBUG=1)
 shows the Python traceback instead.

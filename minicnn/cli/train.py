@@ -4,8 +4,10 @@ The data recipes (which crops, flips and colour noise a dataset gets) and the re
 held-out test set, which evaluate checks before it tests, are here too.
 """
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -13,7 +15,7 @@ import time
 import numpy as np
 
 from .. import models
-from ..files import atomic_write
+from ..files import FileLock, LockHeld, atomic_write
 from .common import ZOO, HelpFormatter, UsageError, choose_device, positive_float, positive_int, user_input
 
 # The main job's defaults, chosen to reach <= 3% top-1 test error on the 1,000
@@ -25,36 +27,49 @@ CHECKPOINT_NAME = "checkpoint.npz"
 
 # ------------------------------------------------------------------ data recipes
 def load_dataset(spec, seed, model_name="alexnet_small", on_bad_image="error"):
-    """(train, test, recipe) for a --dataset spec; the recipe says how to augment.
-
-    recipe: resize (None or the side to resize to), crop (the network's input
-    side), photos (whether flips and PCA colour noise apply: photos yes, digits no).
-    AlexNet itself takes 227x227 crops of images resized to 256, as in the paper.
-    """
+    """(train, test, recipe) for a --dataset spec; the recipe (recipe_of) says how to augment."""
     from .. import data as D
 
-    big = model_name == "alexnet"
+    recipe = recipe_of(spec, model_name)
     if spec == "mnist5k":
         train, test = D.mnist5k()
-        recipe = dict(resize=None, crop=24, photos=False)  # random 24 of 28, as the paper's 224 of 256
     elif spec == "digits":
         train, test = D.digits(seed=seed)
-        recipe = dict(resize=28, crop=24, photos=False)    # 8x8 scaled up to MNIST's size
     elif spec.startswith("folder:"):
         path = os.path.expanduser(spec[len("folder:"):])
         side = folder_side(model_name)                      # decoded straight to the size needed
         on_error = {"error": "raise", "skip": "skip"}[on_bad_image]
         train, test = D.image_folder(path, image_size=(side, side), validation_split=0.2, seed=seed,
                                      on_error=on_error)
+    else:
+        train, test = D.cifar10(os.path.expanduser(spec[len("cifar10:"):]))
+    return train, test, recipe
+
+
+def recipe_of(spec, model_name):
+    """How train prepares the images of a --dataset spec for a model: resize (None or the side to
+    resize to), crop (the network's input side), photos (whether flips and PCA colour noise apply:
+    photos yes, digits no). AlexNet itself takes 227x227 crops of images resized to 256, as in the paper."""
+    if spec == "mnist5k":
+        recipe = dict(resize=None, crop=24, photos=False)  # random 24 of 28, as the paper's 224 of 256
+    elif spec == "digits":
+        recipe = dict(resize=28, crop=24, photos=False)    # 8x8 scaled up to MNIST's size
+    elif spec.startswith("folder:"):
         recipe = dict(resize=None, crop=56, photos=True)
     elif spec.startswith("cifar10:"):
-        train, test = D.cifar10(os.path.expanduser(spec[len("cifar10:"):]))
         recipe = dict(resize=None, crop=28, photos=True)
     else:
         raise UsageError(f"unknown dataset {spec!r}; use mnist5k, digits, folder:PATH or cifar10:PATH")
-    if big:
+    if model_name == "alexnet":
         recipe = dict(recipe, resize=None if spec.startswith("folder:") else 256, crop=227)
-    return train, test, recipe
+    return recipe
+
+
+def image_side(spec, model_name):
+    """The side of the square images a --dataset spec gives (a folder's decoded for the model)."""
+    if spec.startswith("folder:"):
+        return folder_side(model_name)
+    return {"mnist5k": 28, "digits": 8}.get(spec, 32)          # else cifar10
 
 
 def folder_side(model_name):
@@ -67,11 +82,7 @@ def image_of_file(path, extra):
     size of the run's dataset's images (digits are 8x8), pixels 0..1 as every dataset reads them,
     then resized, normalized and cropped by the run's test transform."""
     from .. import data as D
-    dataset = extra["dataset"]
-    if dataset.startswith("folder:"):
-        side = folder_side(extra["model"])
-    else:
-        side = {"mnist5k": 28, "digits": 8}.get(dataset, 32)          # else cifar10
+    side = image_side(extra["dataset"], extra["model"])
     mode = "grayscale" if extra["channels"] == 1 else "rgb"
     image = D.load_image(path, image_size=(side, side), color_mode=mode)
     normalize = D.Normalize(extra["normalize"]["mean"], extra["normalize"]["std"])
@@ -174,7 +185,10 @@ def train_command(args):
     from .. import data as D
     from .. import visualize
 
-    # everything that can be checked is checked before the output folder is made
+    # everything that can be checked is checked before training starts (a folder made for the run
+    # is removed again when a check fails)
+    if args.resume and args.out is None:
+        raise UsageError("--resume continues the run in the folder --out names: give --out DIR")
     device = choose_device(args.device)
     world = mc.distributed.init(device)     # under mpiexec: this rank's place in the job; else one process
     try:  # the pictures come after minutes of training: a missing matplotlib must stop us now
@@ -186,41 +200,151 @@ def train_command(args):
     if args.tensorboard:
         with user_input("--tensorboard"):   # tensorboardX missing is said now, not after the first epoch
             tensorboard = mc.callbacks.TensorBoard(args.tensorboard)
-    mc.manual_seed(args.seed)
-    with user_input(f"--dataset {args.dataset}"):
-        train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
-    channels = train[0][0].shape[0]
-    if len(train.classes) < 2:
-        raise UsageError(f"--dataset {args.dataset} has {len(train.classes)} class; a classifier needs at least 2")
-    if len(train) < args.batch_size:
-        raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
-                         f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
-                         f"or less")
-    if args.batch_size < world.size:
-        raise UsageError(f"--batch-size {args.batch_size} is the global batch, split among the {world.size} ranks: "
-                         f"it must be at least {world.size}")
-    if len(test) == 0:
-        raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
-    check_model(args.model, channels, recipe["crop"])
-    test_record = describe_test_set(test)
-
     out = world.broadcast_object(args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))  # rank 0's name
-    created = not os.path.exists(out)
-    if world.is_main:                        # only rank 0 writes
-        with user_input("--out"):
-            os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
-    try:
-        return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint,
-                      tensorboard)
-    except BaseException:
-        if not world.is_main:
+    with output_folder(args, out, world.is_main):
+        mc.manual_seed(args.seed)
+        with user_input(f"--dataset {args.dataset}"):
+            train, test, recipe = load_dataset(args.dataset, args.seed, args.model, args.on_bad_image)
+        channels = train[0][0].shape[0]
+        if len(train.classes) < 2:
+            raise UsageError(f"--dataset {args.dataset} has {len(train.classes)} class; a classifier needs at least 2")
+        if len(train) < args.batch_size:
+            raise UsageError(f"--dataset {args.dataset} has {len(train)} training images, fewer than --batch-size "
+                             f"{args.batch_size} (a training batch is always full); use --batch-size {len(train)} "
+                             f"or less")
+        if args.batch_size < world.size:
+            raise UsageError(f"--batch-size {args.batch_size} is the global batch, split among the {world.size} "
+                             f"ranks: it must be at least {world.size}")
+        if len(test) == 0:
+            raise UsageError(f"--dataset {args.dataset} leaves no test images; it needs more images")
+        check_model(args.model, channels, recipe["crop"])
+        test_record = describe_test_set(test)
+        if args.overwrite and world.is_main:
+            for name in OUTPUTS:           # the run replaced: nothing of it may pass for this one's
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(out, name))
+        try:
+            return _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out,
+                          checkpoint, tensorboard)
+        except UsageError:
             raise
-        if created and not os.path.exists(checkpoint):  # nothing worth keeping: leave no empty run behind
-            shutil.rmtree(out, ignore_errors=True)
-        elif os.path.exists(checkpoint):
-            print(f"note: {checkpoint} holds the last finished epoch", file=sys.stderr)
+        except BaseException as e:
+            if world.is_main and os.path.exists(checkpoint):
+                go_on = "" if isinstance(e, FloatingPointError) else \
+                    f"; to continue the run: {command_of(settings_of(args), args, out)} --resume"   # not a diverged one
+                print(f"note: {checkpoint} holds the last finished epoch{go_on}", file=sys.stderr)
+            raise
+
+
+# ------------------------------------------------------------------ the output folder: one run, one writer
+OUTPUTS = ("metrics.json", CHECKPOINT_NAME, "curves.png", "conv1_filters.png", "predictions.png")
+LOCK_NAME = "train.lock"       # held by the process writing the folder (files.FileLock)
+
+
+@contextlib.contextmanager
+def output_folder(args, out, is_main):
+    """The run's folder ``out``, made if needed, locked by this process for as long as the block
+    runs, and checked (check_output_folder): one process writes a folder at a time. The lock is
+    released however the block ends (an error, Ctrl-C); a folder this command made is removed again
+    when the block fails before an epoch is saved. Ranks other than rank 0 write nothing: for them
+    this does nothing."""
+    if not is_main:
+        yield
+        return
+    with user_input("--out"):
+        made = make_folders(out)
+    lock = FileLock(os.path.join(out, LOCK_NAME))
+    try:
+        try:
+            lock.acquire()
+        except LockHeld as e:
+            raise UsageError(f"--out {out} is being written by another 'python -m minicnn train' "
+                             f"({e.holder or 'a process that is just starting'}); wait until it has finished, "
+                             f"or give another --out") from e
+        check_output_folder(args, out)
+        yield
+    except BaseException:
+        if made is not None and lock.fd is not None and not os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
+            remove_made_folders(out, made)     # nothing worth keeping: leave no empty run behind
         raise
+    finally:
+        lock.release()
+
+
+def make_folders(path):
+    """os.makedirs(path); returns the outermost folder it made (None if ``path`` existed)."""
+    outermost, parent = None, os.path.abspath(path)
+    while not os.path.exists(parent):
+        outermost, parent = parent, os.path.dirname(parent)
+    os.makedirs(path, exist_ok=True)
+    return outermost
+
+
+def remove_made_folders(out, made):
+    """Remove ``out`` (and what is in it) and the folders above it up to ``made`` (make_folders's),
+    each only if empty: another run may have made its own folder beside ours (runs/<timestamp>)."""
+    folder = os.path.abspath(out)
+    shutil.rmtree(folder, ignore_errors=True)
+    while folder != made:
+        folder = os.path.dirname(folder)
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
+
+
+def check_output_folder(args, out):
+    """A UsageError unless ``out`` fits the command: without --resume or --overwrite it must hold no
+    run (none of OUTPUTS: a re-run must not replace a run silently); with --resume it must hold a
+    checkpoint of train's, of a run started with the options that decide its numbers."""
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    if args.resume:
+        if not os.path.isfile(checkpoint):
+            raise UsageError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from (a run stopped "
+                             f"before its first epoch ended saved nothing: start it again without --resume)")
+        state, extra = read_run_checkpoint(checkpoint)
+        recorded = {key: extra.get(key) for key in SETTINGS}
+        if None in recorded.values():
+            raise UsageError(f"--resume: {checkpoint} does not record the options its run was started with (it "
+                             f"was written by an older minicnn): it cannot be resumed")
+        given = settings_of(args)
+        changed = [key for key in SETTINGS if recorded[key] != given[key]]
+        if changed:
+            raise UsageError(f"--resume continues the run in {out} as it was started, with "
+                             f"{', '.join(f'{option(key)} {recorded[key]}' for key in changed)} (this command "
+                             f"has {', '.join(f'{option(key)} {given[key]}' for key in changed)}); "
+                             f"resume it with: {command_of(recorded, args, out)} --resume")
+        return
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(out, name))]
+    if present and not args.overwrite:
+        raise UsageError(f"--out {out} holds another run ({', '.join(present)}): continue it with --resume, "
+                         f"or replace it with --overwrite (or give another --out)")
+
+
+SETTINGS = ("dataset", "model", "epochs", "batch_size", "lr", "seed")   # the options that decide a run's numbers
+
+
+def settings_of(args):
+    return {key: getattr(args, key) for key in SETTINGS}
+
+
+def option(key):
+    return "--" + key.replace("_", "-")
+
+
+def command_of(settings, args, out):
+    """The train command line of a run with ``settings`` in ``out`` (options left at their
+    defaults left out), for a message to show."""
+    words = ["python", "-m", "minicnn", "train"]
+    for key in SETTINGS:
+        if settings[key] != DEFAULTS[key]:
+            words += [option(key), str(settings[key])]
+    if args.on_bad_image != "error":
+        words += ["--on-bad-image", args.on_bad_image]
+    if args.tensorboard:
+        words += ["--tensorboard", args.tensorboard]
+    return shlex.join(words + ["--out", out])
 
 
 def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_record, out, checkpoint, tensorboard):
@@ -239,20 +363,31 @@ def _train(args, mc, D, visualize, device, train, test, recipe, channels, test_r
     # (a fixed schedule: the test set is watched, never used to decide anything)
     optimizer = mc.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = mc.optim.StepLR(optimizer, step_size=max(1, (2 * args.epochs) // 3), gamma=0.1)
-    extra = dict(model=args.model, dataset=args.dataset, seed=args.seed, classes=list(train.classes),
-                 channels=channels, recipe=recipe, test_set=test_record,
+    extra = dict(settings_of(args), classes=list(train.classes), channels=channels, recipe=recipe,
+                 test_set=test_record,
                  normalize=dict(mean=normalize.mean.ravel().tolist(), std=normalize.std.ravel().tolist()))
     initial_filters = visualize.first_conv_weight(model).copy()   # conv1_filters.png shows what training changed
+    initial_epoch, history, seconds_before = 0, None, 0.0
+    if args.resume:   # the state after the last saved epoch, RNG included: the run goes on as if never stopped
+        with user_input("--resume"):
+            state = mc.load(checkpoint, model, optimizer, scheduler)
+        if state["extra"]["classes"] != extra["classes"] or state["extra"]["test_set"] != test_record:
+            raise UsageError(f"--resume: the images of --dataset {args.dataset} are not those the run in {out} "
+                             f"started on (its classes or its held-out test images changed); resuming would mix "
+                             f"two datasets: start again with --overwrite, or give another --out")
+        initial_epoch, history = state["epoch"], state["history"]
+        seconds_before = sum(history.seconds)
     if world.is_main:
         ranks = f" x {world.size} ranks" if world.size > 1 else ""
-        print(f"training {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
-              f"on {device} ({mc.backends.describe(device)}){ranks} for {args.epochs} epochs; writing to {out}",
-              file=sys.stderr)
+        doing, epochs = ("resuming", f"after epoch {initial_epoch} of {args.epochs}") if args.resume else \
+            ("training", f"for {args.epochs} epochs")
+        print(f"{doing} {args.model} on {args.dataset} ({len(train)} train / {len(test)} test images) "
+              f"on {device} ({mc.backends.describe(device)}){ranks} {epochs}; writing to {out}", file=sys.stderr)
     start = time.perf_counter()
     history = mc.fit(model, train_loader, args.epochs, optimizer, val_loader=test_loader, scheduler=scheduler,
-                     checkpoint=checkpoint, checkpoint_extra=extra, val_name="test",
-                     callbacks=[tensorboard] if tensorboard is not None else None)
-    train_seconds = time.perf_counter() - start
+                     initial_epoch=initial_epoch, history=history, checkpoint=checkpoint, checkpoint_extra=extra,
+                     val_name="test", callbacks=[tensorboard] if tensorboard is not None else None)
+    train_seconds = seconds_before + time.perf_counter() - start     # a resumed run's: of every epoch
     result = mc.evaluate(model, test_loader)           # every rank gets the whole test set's numbers
     if not world.is_main:
         return 0
@@ -301,7 +436,58 @@ def read_run_checkpoint(path):
     if missing:
         raise UsageError(f"{path} was not written by 'python -m minicnn train' (it lacks {missing}); "
                          "load it with mc.load in Python instead")
+    check_run_record(path, state, extra["model"])
     return state, extra
+
+
+def check_run_record(path, state, name):
+    """The sizes the record of a run of model ``name`` decides (classes, channels, the recipe's resize and crop: the shapes of
+    the model built from it and of every image prepared by it) checked against the checkpoint's weights,
+    whose sizes its bytes vouch for, and against the dataset, before anything is built: a record
+    altered by hand or by an attacker (extra.recipe.crop = 100000) is a UsageError, not an attempt
+    to allocate terabytes."""
+    extra, weights = state["extra"], state["model"]
+
+    def refuse(problem):
+        raise UsageError(f"{path}: {problem}; the run's record does not fit its weights or data (was the file "
+                         f"altered?), so nothing is built from it")
+
+    spec, recipe = extra["dataset"], extra["recipe"]
+    if name not in MODELS:
+        refuse(f"it records the data of a train run, but holds the model {name!r}, which train does not train")
+    if not isinstance(spec, str):
+        refuse(f"it records the dataset {spec!r}")
+    with user_input(f"{path}: its dataset"):
+        expected = recipe_of(spec, name)
+    first, last = weights.get("conv1.weight"), weights.get("fc8.weight")
+    if first is None or last is None or first.ndim != 4 or last.ndim != 2:
+        refuse(f"it holds no conv1 and fc8 weights, which {name} has")
+    channels, classes = extra["channels"], extra["classes"]
+    if type(channels) is not int or channels != first.shape[1]:
+        refuse(f"it records {channels!r} image channels, but conv1's weights take {first.shape[1]}")
+    if not isinstance(classes, list) or len(classes) != last.shape[0]:
+        refuse(f"it records {len(classes) if isinstance(classes, list) else repr(classes)} classes, but fc8's "
+               f"weights give {last.shape[0]}")
+    normalize = extra["normalize"]
+    if (not isinstance(normalize, dict) or any(not isinstance(normalize.get(k), list) or len(normalize[k]) != channels
+                                               for k in ("mean", "std"))):
+        refuse(f"its normalize record is not a mean and a std for each of its {channels} channels")
+    if not isinstance(recipe, dict) or set(recipe) != {"resize", "crop", "photos"}:
+        refuse(f"its recipe {recipe!r} is not train's (resize, crop, photos)")
+    if recipe["resize"] != expected["resize"] or recipe["photos"] is not expected["photos"]:
+        refuse(f"its recipe resizes to {recipe['resize']!r} with photos={recipe['photos']!r}, but train prepares "
+               f"{spec} for {name} with resize {expected['resize']} and photos={expected['photos']}")
+    side = recipe["resize"] or image_side(spec, name)
+    if type(recipe["crop"]) is not int or not 1 <= recipe["crop"] <= side:
+        refuse(f"its recipe crops {recipe['crop']!r} pixels from images of side {side}")
+    architecture = state.get("architecture")
+    if architecture is not None:
+        arguments = architecture.get("arguments") if isinstance(architecture, dict) else None
+        wanted = dict(num_classes=len(classes)) if name == "alexnet" else \
+            dict(num_classes=len(classes), in_channels=channels, input_size=recipe["crop"])
+        if (architecture.get("name") != name or not isinstance(arguments, dict)
+                or any(arguments.get(k) != v for k, v in wanted.items())):
+            refuse(f"it records the architecture {architecture!r}, not the {name} of its run ({wanted})")
 
 
 def model_of_run(path, extra):
@@ -333,7 +519,7 @@ def evaluate_command(args):
     name = model_name_of(args, state)
     if "dataset" in extra:
         dataset = extra["dataset"]
-        test, left_out, recipe, normalize = recorded_test(args, extra, name)
+        test, left_out, recipe, normalize = recorded_test(args, state, name)
         _, test_tf, ten_tf = make_transforms(recipe, normalize)
         side = recipe["crop"]
         prepared = ""
@@ -383,14 +569,16 @@ def model_name_of(args, state):
     return name
 
 
-def recorded_test(args, extra, name):
+def recorded_test(args, state, name):
     """(test set, classes left out, recipe, normalize) of a checkpoint that records its data (RECORD):
     exactly the images it held out, of the model's classes, from --data-root when the data moved."""
     from .. import data as D
+    extra = state["extra"]
     missing = [k for k in RECORD if k not in extra]
     if missing:
         raise UsageError(f"{args.checkpoint} records its dataset but not {missing}; it was not written by "
                          "'python -m minicnn train' or 'transfer': load it with mc.load in Python instead")
+    check_run_record(args.checkpoint, state, name)
     spec, record = extra["dataset"], extra.get("test_set")
     if args.dataset is not None and args.dataset != spec:
         raise UsageError(f"{args.checkpoint} was tested on {spec} and evaluate tests it on exactly the images it "
@@ -524,7 +712,16 @@ def add_train_parser(commands, common):
                        help="seeds the weights, the shuffle, the augmentation, dropout and a folder's split")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="auto: the GPU when CuPy sees one, else the CPU")
-    train.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
+    train.add_argument("--out", default=None,
+                       help="output folder (default: runs/<timestamp>); one that holds a run is refused unless "
+                            "--resume or --overwrite is given, and one that another train is writing is refused")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint (the last finished epoch), with the "
+                            "options it was started with: the same numbers as a run that never stopped")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its metrics.json, checkpoint.npz and pictures are deleted "
+                            "when the new run starts training)")
     train.add_argument("--tensorboard", metavar="DIR", default=None,
                        help="also write TensorBoard logs to DIR (DIR/train, DIR/validation; the held-out test "
                             "set is the validation set here): losses, errors and lr per epoch; histograms of "
