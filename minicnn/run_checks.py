@@ -78,11 +78,15 @@ class DivergenceGuard:
     """Stops a run whose training loss is not finite, or exceeds ``factor`` times its start.
 
     The start is the first epoch's mean training loss when ``fit`` resumes with a history,
-    else the first loss this run reads (the first batch on the CPU). factor=None turns the
-    growth check off; a non-finite loss always stops the run. A finite loss that grows
-    100-fold (2.3 -> 230 on ten classes) is a run that diverged: the learning rate is too
-    high for it, and its weights are on the way to infinity.
+    else the first loss this run reads (the first batch on the CPU), but at least 1 (FLOOR):
+    a pretrained model being fine-tuned can start near 0 (0.001), and a loss of 0.16 a few
+    batches later is noise, not divergence. factor=None turns the growth check off; a
+    non-finite loss always stops the run. A finite loss that grows 100-fold (2.3 -> 230 on
+    ten classes) is a run that diverged: the learning rate is too high for it, and its
+    weights are on the way to infinity.
     """
+
+    FLOOR = 1.0
 
     def __init__(self, factor=100.0, start=None):
         if factor is not None and not (isinstance(factor, (int, float)) and factor > 1):
@@ -98,11 +102,13 @@ class DivergenceGuard:
                                      f"[0, classes) give nan too")
         if self.start is None:
             self.start = loss
-        if self.factor is not None and self.start > 0 and loss > self.factor * self.start:
-            raise FloatingPointError(f"the loss grew from {self.start:.4g} to {loss:.4g} ({loss / self.start:.0f} "
-                                     f"times) by epoch {epoch}, {where}: the training diverged; {advice}. "
-                                     f"(fit stops a run whose loss exceeds divergence_factor={self.factor:g} times "
-                                     f"its start; divergence_factor=None turns this check off)")
+        reference = max(self.start, self.FLOOR)
+        if self.factor is not None and loss > self.factor * reference:
+            raise FloatingPointError(f"the loss grew from {self.start:.4g} to {loss:.4g} ({loss / reference:.0f} "
+                                     f"times {'its start' if reference == self.start else 1}) by epoch {epoch}, "
+                                     f"{where}: the training diverged; {advice}. (fit stops a run whose loss exceeds "
+                                     f"divergence_factor={self.factor:g} times its start, or times 1 when it starts "
+                                     f"below 1; divergence_factor=None turns this check off)")
 
 
 class PredictionCounts:

@@ -227,7 +227,7 @@ def fit(model, train_loader, epochs, optimizer, val_loader=None, scheduler=None,
 
     What stops a run rather than report numbers that mean nothing (run_checks.py):
     a training loss that is not finite, or that exceeds ``divergence_factor`` times
-    the run's first loss (None turns that bound off), raises FloatingPointError; so
+    the run's first loss (at least 1; None turns that bound off), raises FloatingPointError; so
     do validation outputs holding NaN or infinity (evaluate names the layer). An
     epoch whose every prediction is the same class warns (RuntimeWarning): the
     network collapsed to a constant output. Labels equal to the loss's ignore_index

@@ -122,13 +122,25 @@ def test_the_divergence_bound_is_configurable():
             mc.fit(model, loader, 1, opt, verbose=False, divergence_factor=bad)
 
 
+def test_a_fine_tuned_run_starting_near_zero_loss_is_not_called_diverged():
+    # the transfer demo's fine-tuning: 0.001 on the first batch, 0.16 a few batches later
+    from minicnn.run_checks import DivergenceGuard
+    guard = DivergenceGuard(100.0)
+    for loss in (0.001011, 0.02, 0.1643, 3.0):
+        guard.check(loss, 1, "batch 2", 0.01)
+    with pytest.raises(FloatingPointError, match=r"grew from 0\.001011 to 150 \(150 times 1\)"):
+        guard.check(150.0, 1, "batch 3", 0.01)
+
+
 def test_a_resumed_run_measures_growth_from_the_first_epoch_of_its_history():
     model, opt, loader = softmax_regression_on_digits(lr=0.1)
     history = mc.fit(model, loader, 1, opt, verbose=False)
     assert mc.fit(model, loader, 2, opt, initial_epoch=1, history=history, verbose=False) is history
-    history.train_loss[0] = 0.001            # as if the run had started from a far lower loss
-    with pytest.raises(FloatingPointError, match="grew from 0.001 to"):
-        mc.fit(model, loader, 3, opt, initial_epoch=2, history=history, verbose=False)
+    history.train_loss[0] = 0.001            # as if the run had started from a far lower loss ...
+    mc.fit(model, loader, 3, opt, initial_epoch=2, history=history, verbose=False)   # ... which counts as 1
+    opt.param_groups[0]["lr"] = 1000.0       # then a resumed run that diverges: measured from the history's start
+    with pytest.raises(FloatingPointError, match=r"grew from 0\.001 to .* times 1\) by epoch 4"):
+        mc.fit(model, loader, 4, opt, initial_epoch=3, history=history, verbose=False)
 
 
 # --------------------------------------------------------------------------- the collapse warning
