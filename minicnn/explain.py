@@ -32,7 +32,7 @@ OPS = {
     "linear": (
         "y = x w^T + b,   x: (N, in), w: (out, in)",
         "dx = dy w;   dw = dy^T x;   db = sum_n dy[n]",
-        ["linear"], ["linear_forward", "linear_backward"], ["bias_forward", "sum_rows", "sum_cols"], "linear.md"),
+        ["linear"], ["linear_forward", "linear_backward"], ["bias_forward", "sum_cols"], "linear.md"),
     "max_pool2d": (
         "y[n,c,i,j] = max over the window (i*s - p .. i*s - p + k) of x[n,c]; ties: the first in row-major order",
         "dx = dy at each window's winner (argmax), 0 elsewhere; a pixel winning two windows gets both",

@@ -108,9 +108,12 @@ MC_SIZES(nchw_to_side_by_side)(mc_index count, Size dy, Size dy_side, mc_index N
     HOLDS(dy, count > 0 ? product({N, O, L}) : 0);
 }
 
-// y (N, O, L) has count entries; b (O,).
+// y (N, O, L) has count = N*O*L entries (whole images: the kernel walks count / (O*L) of them); b (O,).
 MC_SIZES(bias_forward)(mc_index count, Size y, Size b, mc_index O, mc_index L) {
     POSITIVE(count, O); POSITIVE(count, L);
+    if (count > 0 && count % product({O, L}) != 0)
+        throw SizeError{"count (" + std::to_string(count) + ") must be a whole number of images of O*L = " +
+                        std::to_string(product({O, L})) + " entries"};
     HOLDS(y, count);
     HOLDS(b, count > 0 ? O : 0);
 }

@@ -244,8 +244,9 @@ class KernelBackend(Backend):
         if need_dw:
             dw = self.xp.empty(w.shape, dtype=x.dtype)
             self.loader.gemm(dy, x, dw, True, False)              # dw = dy^T @ x
-        if need_db:
-            db = self._bias_grad(dy.reshape(dy.shape[0], dy.shape[1], 1))
+        if need_db:                                               # db = the column sums of dy
+            db = self.xp.empty((w.shape[0],), dtype=x.dtype)
+            self.loader.run("sum_cols", w.shape[0], dy, db, dy.shape[0])
         return dx, dw, db
 
     # ------------------------------------------------------------------ pooling
