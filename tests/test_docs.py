@@ -466,3 +466,23 @@ def test_readme_example_runs_as_written(capsys):
     (_, code), = [(p, c) for p, c in python_blocks() if p == "README.md"]
     exec(compile(code, "README.md", "exec"), {})
     assert "60,965,224" in capsys.readouterr().out
+
+
+# The speed tables of README.md and docs/kernels.md are the benchmarks' own rendering of the runs
+# committed in benchmarks/results/cpu-2core/: a table edited by hand, or a run committed without its
+# table, fails here.
+RESULT_TABLES = [
+    ("README.md", "cpu_step", "cpu_step.json"),
+    ("docs/kernels.md", "cpu_ops", "cpu_ops.json"),
+    ("docs/kernels.md", "cpu_ops", "cpu_ops_before.json"),
+]
+
+
+@pytest.mark.parametrize("doc, script, result", RESULT_TABLES)
+def test_speed_tables_are_rendered_from_the_committed_runs(doc, script, result, capsys):
+    _script("benchmarks", script).main(["--markdown", str(ROOT / "benchmarks" / "results" / "cpu-2core" / result)])
+    table = capsys.readouterr().out.strip()
+    assert table.count("\n") >= 3
+    assert table in (ROOT / doc).read_text(), (
+        f"{doc} does not hold the table of benchmarks/results/cpu-2core/{result}: paste the output of "
+        f"python benchmarks/{script}.py --markdown benchmarks/results/cpu-2core/{result}")
