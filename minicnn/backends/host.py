@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .kernels import KernelBackend, float_dtype_of
+from .kernels import FLOAT_DTYPES, KernelBackend, float_dtype_of
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # read once, when the OpenMP runtime loads
 try:
@@ -113,7 +113,7 @@ class HostLoader:
     def run(self, kernel, count, *args):
         if self.module is None:
             _require_host()
-        function = getattr(self.module or _host, f"{kernel}_{float_dtype_of(args).name}")
+        function = getattr(self.module or _host, f"{kernel}_{FLOAT_DTYPES[float_dtype_of(args)]}")
         function(int(count), *args)
 
     def gemm(self, a, b, out, trans_a, trans_b):
@@ -134,7 +134,8 @@ class HostLoader:
                 np.matmul(a, b, out=out)
                 return
             by_columns = cols >= rows
-            edges = np.linspace(0, cols if by_columns else rows, blocks + 1).astype(int)
+            length = cols if by_columns else rows
+            edges = [length * block // blocks for block in range(blocks + 1)]
             jobs = []
             for start, stop in zip(edges[:-1], edges[1:]):
                 if by_columns:      # out[..., :, block] = a @ b[..., :, block]

@@ -41,7 +41,8 @@ KEEP_COLUMNS = 1 << 24
 # softmax_partials): a warp's 32 threads then read 32 neighbouring numbers at once.
 ROW_SPLIT = 32
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# the kernels' element types T, each with the name its instantiations carry (relu_forward_float32)
+FLOAT_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
 def float_dtype_of(args):
