@@ -1,13 +1,14 @@
 """LRN forward and backward variants, checked against the NumPy reference, then timed on AlexNet's two LRN layers.
 
-    python dev/lrn.py 2                       # Caffe's running sum over channels, on the CPU
-    python dev/lrn.py 1 --threads 1           # the kernels csrc/lrn.cuh ships, one thread
-    python dev/lrn.py 2 --device cuda         # on a GPU (needs CuPy)
+    python dev/lrn.py 5                       # the kernels csrc/lrn.cuh ships, on the CPU
+    python dev/lrn.py 2                       # Caffe's running sum over channels
+    python dev/lrn.py 1 --threads 1           # the first kernels, one thread
+    python dev/lrn.py 5 --device cuda         # on a GPU (needs CuPy)
 
 The variants are in dev/lrn_variants.cuh. Each is first run on small shapes (windows
 clipped at both edges, fewer channels than the window, size 1 and 3, channels whose
 magnitudes differ by 10^6) in float32 and float64, and compared with
-backends/reference.py's lrn_forward and lrn_backward. Neither variant is bit for bit:
+backends/reference.py's lrn_forward and lrn_backward. No variant is bit for bit:
 the kernels call pow (the C library's, or CUDA's), NumPy its own; and variant 2's
 running sum adds and subtracts in another order than the reference's window sums. So
 each result must lie within a bound worked out from the rounding of what it computes

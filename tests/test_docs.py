@@ -141,9 +141,12 @@ CHECKS = {
                                               "parsed as written"),
     "python benchmarks/scaling.py --rounds 5": ("small", "as above"),
     "python benchmarks/data_loading.py": ("small", "--images 24 --batch-size 8 --epochs 1 --workers 0 2"),
-    "python benchmarks/cpu_step.py": ("small", "--networks small --runners reference kernels --repeats 1 --warmup 0"),
-    "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "as above, with --profile and --json"),
-    "python benchmarks/cpu_step.py --repeats 5 --profile": ("small", "as above"),
+    "python benchmarks/cpu_step.py [--profile] [--json FILE]": ("small", "--networks small --runners reference "
+                                                                         "kernels --repeats 1 --warmup 0, then with "
+                                                                         "--profile and --json"),
+    "python benchmarks/cpu_step.py --threads 2 1 --repeats 9": ("small", "as above, with --threads 2 1"),
+    "python benchmarks/cpu_ops.py": ("small", "--networks small --runners kernels reference --repeats 1 --warmup 0, "
+                                              "then --markdown of its JSON"),
     # ---- dev/'s numbered kernel variants
     "python dev/im2col.py 7": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/im2col.py 1 --threads 1": ("small", "as above"),
@@ -152,11 +155,12 @@ CHECKS = {
     "python dev/im2col.py 3 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the scatter with "
                                                       "NVRTC and finds its atomic adds"),
     "python dev/im2col.py 2 --threads 1 --repeats 20": ("small", "as above"),
-    "python dev/lrn.py 4": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
+    "python dev/im2col.py 1 --threads 1 --repeats 5": ("small", "as above"),
+    "python dev/lrn.py 5": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/lrn.py 2": ("small", "as above"),
     "python dev/lrn.py 1 --threads 1": ("small", "as above"),
     "python dev/lrn.py 1 --threads 1 --repeats 20": ("small", "as above"),
-    "python dev/lrn.py 4 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
+    "python dev/lrn.py 5 --device cuda": ("parse", "GPU only; tests/test_nvcc_compile.py compiles the variants with "
                                                    "NVRTC as the driver hands them to CuPy"),
     "python dev/pool.py 3": ("small", "--batch 1 --repeats 1 --warmup 0: the checks against the reference in full"),
     "python dev/pool.py 1 --threads 1": ("small", "as above"),
@@ -342,10 +346,11 @@ def test_cpu_step_commands_with_small_settings(tmp_path, capsys):
     small = ["--networks", "small", "--runners", "reference", "kernels", "--repeats", "1", "--warmup", "0"]
     cpu_step.main(small)
     assert "small" in capsys.readouterr().out
-    cpu_step.main(small + ["--profile", "--json", str(tmp_path / "step.json")])
+    cpu_step.main(small + ["--threads", "2", "1", "--profile", "--json", str(tmp_path / "step.json")])
     assert "where the kernels backend's small step goes" in capsys.readouterr().out
     results = json.loads((tmp_path / "step.json").read_text())["results"]
-    assert [set(networks["small"]) for networks in results.values()] == [{"reference", "kernels"}]
+    assert list(results) == ["2", "1"]
+    assert [set(networks["small"]) for networks in results.values()] == [{"reference", "kernels"}] * 2
 
 
 def test_data_loading_benchmark_with_small_settings(tmp_path, capsys):
