@@ -128,4 +128,6 @@ def test_a_zero_divisor_an_overflowing_shape_and_slices_wider_than_a_row_are_ref
         _host.softmax_partials_float64(10, f(12), f(10), f(10), 4, 5)   # slice 4 would start past the row
     with pytest.raises(ValueError, match=r"argument 'count' \(4\) must be <= 'C' \(3\)"):
         _host.batch_norm_statistics_float64(4, f(24), f(4), f(4), 2, 3, 4)   # a 4th channel is not there
+    with pytest.raises(ValueError, match=r"count \(20\) must be a whole number of images of O\*L = 12"):
+        _host.bias_forward_float64(20, f(24), f(3), 3, 4)   # bias_forward walks whole images: 20 would skip 8
     _host.relu_forward_float64(0, f(0), f(0), 0.0)   # no work: nothing to check
