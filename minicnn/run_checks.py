@@ -155,11 +155,13 @@ class PredictionCounts:
                 labelled_classes:
             return
         classes = len(predicted)
+        learning_rate = ("a learning rate of 0, with which the weights never move" if lr == 0 else
+                         f"a learning rate too high (it is {lr:g}), which kills the ReLUs")
         warnings.warn(
             f"epoch {epoch}: every one of the {int(predicted.sum())} training predictions was class "
             f"{int(np.argmax(predicted))}, although the labels hold {labelled_classes} classes: the network "
             f"has collapsed to a constant output (loss {loss:.4f}; a constant guess over {classes} classes costs "
-            f"about ln({classes}) = {math.log(classes):.4f}). Likely causes: a learning rate too high (it is {lr:g}), "
-            f"which kills the ReLUs, or an initialisation whose signal vanishes through the layers (weights too "
+            f"about ln({classes}) = {math.log(classes):.4f}). Likely causes: {learning_rate}, "
+            f"or an initialisation whose signal vanishes through the layers (weights too "
             f"small for the depth, e.g. N(0, 0.01) without BatchNorm; try He initialisation, BatchNorm, or a "
             f"smaller learning rate).", RuntimeWarning, stacklevel=3)
