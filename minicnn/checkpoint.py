@@ -33,6 +33,7 @@ from . import device as _device
 from . import random as _random
 from .files import atomic_write
 from .history import History
+from .run_checks import nonfinite_kinds
 
 FORMAT = "minicnn-checkpoint"
 VERSION = 1
@@ -197,11 +198,9 @@ def _check_values(path, meta, arrays):
                     raise ValueError(f"checkpoint {path}: {name} is complex ({array.dtype}); minicnn's weights "
                                      f"are real, and dropping the imaginary part would change them")
                 if part != "extra" and array.dtype.kind == "f" and not np.isfinite(array).all():
-                    kinds = " and ".join(k for k, hit in (("NaN", np.isnan(array).any()),
-                                                          ("infinity", np.isinf(array).any())) if hit)
-                    raise ValueError(f"checkpoint {path}: {name} holds {kinds} ({np.count_nonzero(~np.isfinite(array))}"
-                                     f" of {array.size} values): a model with such weights outputs NaN; it was "
-                                     f"saved from a run that diverged")
+                    raise ValueError(f"checkpoint {path}: {name} holds {nonfinite_kinds(array)} "
+                                     f"({np.count_nonzero(~np.isfinite(array))} of {array.size} values): a model "
+                                     f"with such weights outputs NaN; it was saved from a run that diverged")
                 return
             for v in value.values():
                 walk(v, part)

@@ -202,24 +202,6 @@ class FileLock:
         self.release()
 
 
-def lock_holder(path):
-    """What the live holder of the FileLock ``path`` wrote ("pid N, started ..."), "" when it has
-    not written it yet, or None when no live process holds it."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _lock_holder_text(path) or ""
-    finally:
-        os.close(fd)         # and with it the lock it may have taken
-    return None
-
-
 def _lock_holder_text(path):
     try:
         with open(path, encoding="utf-8", errors="replace") as f:

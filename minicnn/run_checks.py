@@ -28,7 +28,8 @@ def ignore_index_of(loss_fn):
     return getattr(loss_fn, "ignore_index", IGNORE_INDEX)
 
 
-def _nonfinite_kinds(array):
+def nonfinite_kinds(array):
+    """What is not finite in ``array``, for a message: "NaN", "infinity" or "NaN and infinity"."""
     kinds = [kind for kind, hit in (("NaN", np.isnan(array).any()), ("infinity", np.isinf(array).any())) if hit]
     return " and ".join(kinds)
 
@@ -60,11 +61,11 @@ def nonfinite_output_error(model, inputs, outputs, where):
     """A FloatingPointError saying that the model's ``outputs`` (a NumPy array) for ``inputs``
     hold NaN or infinity, naming the layer where they first appear and its non-finite weights."""
     name, layer = first_nonfinite_layer(model, inputs)
-    message = f"{where}: the model's outputs hold {_nonfinite_kinds(outputs)} although its input images are finite"
+    message = f"{where}: the model's outputs hold {nonfinite_kinds(outputs)} although its input images are finite"
     if layer is not None:
         label = f"'{name}' ({type(layer).__name__})" if name else f"the model itself ({type(layer).__name__})"
         message += f"; they first appear in the output of layer {label}"
-        bad = [f"{key} ({_nonfinite_kinds(value)})" for key, value in layer.state_dict().items()
+        bad = [f"{key} ({nonfinite_kinds(value)})" for key, value in layer.state_dict().items()
                if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
         if bad:
             message += (f", whose {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite (a run that "

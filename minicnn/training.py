@@ -22,7 +22,7 @@ from . import functional as F
 from . import random as _random
 from .callbacks import CallbackList, batch_logs, epoch_logs, metric_names
 from .history import History
-from .run_checks import (IGNORE_INDEX, DivergenceGuard, PredictionCounts, ignore_index_of,
+from .run_checks import (IGNORE_INDEX, DivergenceGuard, PredictionCounts, ignore_index_of, nonfinite_kinds,
                          nonfinite_output_error)
 from .tensor import Tensor, no_grad
 
@@ -83,9 +83,7 @@ def _check_finite(images, where):
     Host arrays only: checking a device array would wait for the device."""
     if isinstance(images, np.ndarray) and not np.isfinite(images).all():
         bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
-        kinds = " and ".join(k for k, hit in (("NaN", np.isnan(images).any()), ("infinity", np.isinf(images).any()))
-                             if hit)
-        raise ValueError(f"{where}: the input images hold {kinds} (image {', '.join(map(str, bad[:5]))}"
+        raise ValueError(f"{where}: the input images hold {nonfinite_kinds(images)} (image {', '.join(map(str, bad[:5]))}"
                          f"{' ...' if len(bad) > 5 else ''} of the batch); clean the data or its transform")
 
 
